@@ -1,0 +1,45 @@
+"""Shared pytest set-up.
+
+- Keras on the TensorFlow backend, quiet TF logs.
+- Two logical CPU devices, so MirroredStrategy tests run on a CPU-only machine.
+  This must happen before TensorFlow initialises its devices, hence at import time.
+- The global Keras dtype policy is reset after every test (mixed-precision tests
+  must not leak into the others).
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
+    )
+except RuntimeError:  # devices already initialised by another import
+    pass
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _reset_keras_state():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.clear_session()
+
+
+@pytest.fixture
+def shared_data():
+    """Path to ../shared/data; skips the test when it is not there."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

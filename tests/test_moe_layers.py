@@ -1,0 +1,261 @@
+"""SwitchFeedForward / Top2FeedForward behaviour against per-token references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmoe.layers import (MoeFeedForward, SwitchFeedForward, Top2FeedForward,
+                          load_balancing_loss, router_z_loss)
+
+LAYERS = [SwitchFeedForward, Top2FeedForward]
+DISPATCH = ["gather", "einsum"]
+
+
+def _inputs(batch=3, seq=12, hidden=16, seed=0):
+    return tf.random.stateless_normal([batch, seq, hidden], seed=[seed, 1])
+
+
+def _reference(layer, x, k):
+    """Per-token output computed expert by expert in numpy (unlimited capacity)."""
+    x = np.asarray(x, np.float64)
+    router = np.asarray(layer.router.kernel, np.float64)
+    experts = {w.name: np.asarray(w, np.float64) for w in layer.experts.weights}
+    logits = x @ router
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    order = np.argsort(-probs, axis=-1, kind="stable")[..., :k]
+    gates = np.take_along_axis(probs, order, -1)
+    if k > 1:
+        gates = gates / gates.sum(-1, keepdims=True)
+    out = np.zeros_like(x)
+    for b, s in np.ndindex(*x.shape[:2]):
+        for j in range(k):
+            e = order[b, s, j]
+            if layer.gated:
+                h = np.maximum(x[b, s] @ experts["wi_0"][e], 0) * (x[b, s] @ experts["wi_1"][e])
+            else:
+                h = np.maximum(x[b, s] @ experts["wi"][e], 0)
+            out[b, s] += gates[b, s, j] * (h @ experts["wo"][e])
+    return out
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_unlimited_capacity_matches_per_token_reference(cls, gated, dispatch):
+    x = _inputs()
+    # Capacity factor = num_experts: every expert can take every token.
+    layer = cls(4, 24, gated=gated, dispatch=dispatch, capacity_factor=4.0,
+                eval_capacity_factor=4.0, init_scale=1.0)
+    y = layer(x)
+    k = 2 if cls is Top2FeedForward else 1
+    np.testing.assert_allclose(y.numpy(), _reference(layer, x, k), atol=1e-4, rtol=1e-4)
+    assert float(layer.routing_stats["dropped_fraction"]) == 0.0
+
+
+def _skewed_layer(cls, dispatch, capacity_factor, hidden=16):
+    """A layer whose router sends every token to expert 0 first (and 1 second)."""
+    layer = cls(4, 8, dispatch=dispatch, capacity_factor=capacity_factor,
+                eval_capacity_factor=capacity_factor, init_scale=1.0)
+    layer.build((None, None, hidden))
+    kernel = np.zeros([hidden, 4], np.float32)
+    kernel[0] = [10.0, 5.0, 0.0, 0.0]  # feature 0 is always 1 below
+    layer.router.kernel.assign(kernel)
+    return layer
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_overflow_tokens_output_zero_and_are_counted(cls, dispatch):
+    x = np.random.default_rng(0).normal(size=[2, 8, 16]).astype(np.float32)
+    x[..., 0] = 1.0
+    layer = _skewed_layer(cls, dispatch, capacity_factor=1.0)
+    y = layer(x, training=True).numpy()
+    k = 2 if cls is Top2FeedForward else 1
+    capacity = int(np.ceil(8 * k * 1.0 / 4))  # = 2 (switch) or 4 (top-2)
+    # Expert 0 keeps the first `capacity` tokens; top-2's second choice (expert 1) too.
+    kept_tokens = capacity
+    assert np.all(np.abs(y[:, :kept_tokens]).sum(-1) > 0)
+    np.testing.assert_array_equal(y[:, kept_tokens:], 0.0)
+    dropped = (8 - capacity) * k / (8 * k)
+    assert float(layer.routing_stats["dropped_fraction"]) == pytest.approx(dropped)
+    fraction = layer.routing_stats["expert_fraction"].numpy()
+    assert fraction[0] == pytest.approx(1.0 / k)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_capacity_factor_switches_between_train_and_eval(cls):
+    x = np.random.default_rng(1).normal(size=[1, 8, 16]).astype(np.float32)
+    x[..., 0] = 1.0
+    layer = _skewed_layer(cls, "gather", capacity_factor=1.0)
+    layer.eval_capacity_factor = 4.0
+    layer(x, training=True)
+    assert float(layer.routing_stats["dropped_fraction"]) > 0
+    layer(x, training=False)
+    assert float(layer.routing_stats["dropped_fraction"]) == 0.0
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("priority", ["position", "probability"])
+def test_gather_and_einsum_agree_values_and_gradients(cls, priority):
+    x = _inputs(batch=4, seq=20, hidden=16, seed=3)
+    gather = cls(8, 32, dispatch="gather", capacity_factor=0.75, priority=priority, gated=True,
+                 z_loss_weight=1e-3)
+    einsum = cls(8, 32, dispatch="einsum", capacity_factor=0.75, priority=priority, gated=True,
+                 z_loss_weight=1e-3)
+    gather.build(x.shape)
+    einsum.build(x.shape)
+    einsum.set_weights(gather.get_weights())
+
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.sin(y)) + tf.add_n(layer.losses)
+        return y, tape.gradient(loss, [x] + layer.trainable_variables)
+
+    y_g, g_g = grads(gather)
+    y_e, g_e = grads(einsum)
+    assert float(gather.routing_stats["dropped_fraction"]) > 0  # capacity really binds
+    np.testing.assert_allclose(y_g.numpy(), y_e.numpy(), atol=1e-5)
+    for a, b in zip(g_g, g_e):
+        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(),
+                                   tf.convert_to_tensor(b).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_padding_tokens_zero_output_and_no_effect(cls, dispatch):
+    x = _inputs(batch=2, seq=10, seed=5).numpy()
+    mask = np.ones([2, 10], bool)
+    mask[:, 6:] = False
+    layer = cls(4, 16, dispatch=dispatch, capacity_factor=1.0, z_loss_weight=0.1)
+    y = layer(x, padding_mask=mask, training=True).numpy()
+    losses = [float(v) for v in layer.losses]
+    np.testing.assert_array_equal(y[:, 6:], 0.0)
+    # Changing the padding tokens changes neither real outputs nor losses.
+    x2 = x.copy()
+    x2[:, 6:] = 100.0
+    y2 = layer(x2, padding_mask=mask, training=True).numpy()
+    np.testing.assert_allclose(y2[:, :6], y[:, :6], atol=1e-6)
+    np.testing.assert_allclose([float(v) for v in layer.losses], losses, rtol=1e-6)
+    # Same as running on the unpadded prefix alone (capacity depends on the static
+    # sequence length, so compare with enough capacity for both).
+    roomy = cls(4, 16, dispatch=dispatch, capacity_factor=4.0, eval_capacity_factor=4.0)
+    roomy.build(x.shape)
+    roomy.set_weights(layer.get_weights())
+    np.testing.assert_allclose(roomy(x, padding_mask=mask).numpy()[:, :6],
+                               roomy(x[:, :6]).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_aux_losses_match_formulas_and_are_training_only(cls):
+    x = _inputs(seed=7)
+    k = 2 if cls is Top2FeedForward else 1
+    layer = cls(4, 16, load_balance_weight=0.5, z_loss_weight=0.25)
+    layer(x)
+    assert layer.losses == []  # inference adds no auxiliary loss
+    layer(x, training=True)
+    logits = layer.router(x)
+    probs = tf.nn.softmax(logits)
+    _, index = tf.math.top_k(probs, k)
+    expected = [0.5 * float(load_balancing_loss(probs, index)) / k,
+                0.25 * float(router_z_loss(logits))]
+    np.testing.assert_allclose([float(v) for v in layer.losses], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_router_gets_gradients_from_the_main_loss(cls):
+    x = _inputs(seed=9)
+    layer = cls(4, 16, load_balance_weight=0.0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+    grad = tape.gradient(loss, layer.router.kernel)
+    assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0
+
+
+def test_router_stays_float32_under_mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    layer = Top2FeedForward(4, 16, z_loss_weight=1e-3)
+    x = tf.cast(_inputs(), "bfloat16")
+    y = layer(x, training=True)
+    assert y.dtype == tf.bfloat16
+    assert layer.router.compute_dtype == "float32"
+    assert layer.router.kernel.dtype == "float32"
+    assert layer.router(x).dtype == tf.float32
+    assert layer.experts.compute_dtype == "bfloat16"
+    assert all(v.dtype == tf.float32 for v in layer.losses)
+    assert np.all(np.isfinite(tf.cast(y, tf.float32).numpy()))
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_keras_round_trip(cls, tmp_path):
+    inputs = keras.Input((12, 16))
+    mask = keras.Input((12,), dtype="bool")
+    outputs = cls(4, 32, gated=True, capacity_factor=1.0, dispatch="gather",
+                  jitter_noise=0.01, z_loss_weight=1e-3, priority="probability")(
+        inputs, padding_mask=mask)
+    model = keras.Model([inputs, mask], outputs)
+    x = _inputs(batch=2, seq=12).numpy()
+    m = np.ones([2, 12], bool)
+    m[1, 8:] = False
+    path = tmp_path / "moe.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_array_equal(model.predict([x, m], verbose=0),
+                                  restored.predict([x, m], verbose=0))
+    layer = restored.layers[-1]
+    assert type(layer) is cls and layer.priority == "probability" and layer.gated
+
+
+def test_generic_top_k_layer_round_trips():
+    layer = MoeFeedForward(6, 8, num_selected_experts=3)
+    clone = MoeFeedForward.from_config(layer.get_config())
+    assert clone.num_selected_experts == 3
+
+
+def test_init_scale_sets_expert_weight_std():
+    layer = SwitchFeedForward(8, 256, init_scale=0.1)
+    layer.build((None, None, 128))
+    wi = layer.experts.wi.numpy()
+    assert wi.std() == pytest.approx(np.sqrt(0.1 / 128), rel=0.05)
+    assert np.abs(wi).max() <= 2 * np.sqrt(0.1 / 128) / 0.8796 + 1e-6  # truncated
+
+
+def test_jitter_and_expert_dropout_only_in_training():
+    x = _inputs(seed=11)
+    layer = SwitchFeedForward(4, 16, jitter_noise=0.3, expert_dropout=0.5, seed=0)
+    np.testing.assert_array_equal(layer(x).numpy(), layer(x).numpy())
+    assert not np.allclose(layer(x, training=True).numpy(), layer(x, training=True).numpy())
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(num_experts=0), "num_experts"),
+    (dict(capacity_factor=0.0), "capacity_factor"),
+    (dict(eval_capacity_factor=-1.0), "eval_capacity_factor"),
+    (dict(dispatch="scatter"), "dispatch"),
+    (dict(expert_dropout=1.0), "expert_dropout"),
+    (dict(intermediate_dim=0), "intermediate_dim"),
+])
+def test_bad_configuration_names_the_argument(kwargs, name):
+    args = dict(num_experts=4, intermediate_dim=8)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        SwitchFeedForward(**args)
+
+
+def test_top2_needs_two_experts():
+    with pytest.raises(ValueError, match="num_experts"):
+        Top2FeedForward(1, 8)
+
+
+def test_bad_inputs_name_the_problem():
+    layer = SwitchFeedForward(4, 8)
+    with pytest.raises(ValueError, match=r"\[batch, seq, hidden\]"):
+        layer(tf.zeros([4, 16]))
+    layer(tf.zeros([2, 3, 16]))
+    with pytest.raises(ValueError, match="hidden size"):
+        layer(tf.zeros([2, 3, 8]))
+    with pytest.raises(ValueError, match="padding_mask"):
+        layer(tf.zeros([2, 3, 16]), padding_mask=tf.ones([2, 4]))

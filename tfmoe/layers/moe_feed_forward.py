@@ -1,0 +1,260 @@
+"""Sparse Mixture-of-Experts feed-forward layers: `SwitchFeedForward` and `Top2FeedForward`.
+
+Pipeline (one implementation for both, k = experts per token):
+
+    x [batch, seq, hidden]
+      -> Router (float32)                  logits [batch, seq, experts]
+      -> softmax, route_top_k              RoutingInstructions (expert, slot, gate per token)
+      -> dispatcher.dispatch               [experts, batch * capacity, hidden]
+      -> ExpertFeedForward                 one batched matmul per weight
+      -> dispatcher.combine                [batch, seq, hidden]
+
+Only `capacity_factor * tokens` slots are computed, whatever the number of experts: the
+cost stays flat as experts grow. See `tfmoe.layers.routing` for groups, capacity and
+priority, `tfmoe.layers.dispatch` for the gather / einsum implementations.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfmoe.layers.dispatch import DISPATCH_MODES, make_dispatcher, resolve_dispatch
+from tfmoe.layers.experts import ExpertFeedForward
+from tfmoe.layers.losses import load_balancing_loss, router_z_loss
+from tfmoe.layers.router import Router
+from tfmoe.layers.routing import PRIORITIES, expert_capacity, route_top_k
+from tfmoe.layers.routing_metrics import RoutingMetrics
+
+
+def _check_rate(name, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
+
+
+@keras.saving.register_keras_serializable(package="tfmoe")
+class MoeFeedForward(keras.layers.Layer):
+    """Top-k routed expert feed-forward layer (base of the switch and top-2 layers).
+
+    Call: `call(x, padding_mask=None, training=None)`, `x` `[batch, seq, hidden]`,
+    `padding_mask` `[batch, seq]` (true/1 = real token) -> `[batch, seq, hidden]`.
+    Assignments over capacity and padding tokens output zero (the residual connection
+    around the layer carries them). Each batch row is one routing group.
+
+    Auxiliary losses (training only) go through `add_loss`: the load-balancing loss,
+    divided by k so that a balanced router scores 1 for any k, times
+    `load_balance_weight`, plus `z_loss_weight` times the router z-loss.
+
+    After a call, `routing_stats` holds the latest per-expert assignment fraction
+    `[num_experts]`, the dropped fraction and the router z-loss; `fit` logs running
+    averages through `RoutingMetrics`.
+
+    Args:
+      num_experts: number of experts (>= k).
+      intermediate_dim: hidden size of each expert.
+      num_selected_experts: k, experts per token.
+      capacity_factor: capacity factor while training.
+      eval_capacity_factor: capacity factor at inference.
+      activation: expert activation.
+      gated: GEGLU/SwiGLU-style gated experts.
+      dropout: dropout rate on the layer output.
+      expert_dropout: dropout rate on the experts' hidden activations.
+      jitter_noise: multiplicative router input noise `uniform(1 +- eps)`, training only.
+      load_balance_weight: weight of the load-balancing loss.
+      z_loss_weight: weight of the router z-loss.
+      router_dtype: dtype policy of the router (float32: selective precision).
+      init_scale: reduced init scale for router and experts (Switch paper: 0.1).
+      dispatch: `"gather"` (sparse, CPU/GPU), `"einsum"` (one-hot, TPU), `"auto"`.
+      priority: `"position"` (default, causal-safe) or `"probability"`
+        (batch-prioritized routing).
+      routing_metrics: log routing metrics in `fit`/`evaluate`.
+      seed: seed of the jitter noise.
+    """
+
+    def __init__(self, num_experts, intermediate_dim, num_selected_experts=1, *,
+                 capacity_factor=1.25, eval_capacity_factor=2.0, activation="relu",
+                 gated=False, dropout=0.0, expert_dropout=0.0, jitter_noise=0.0,
+                 load_balance_weight=0.01, z_loss_weight=0.0, router_dtype="float32",
+                 init_scale=0.1, dispatch="auto", priority="position", routing_metrics=True,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        k = int(num_selected_experts)
+        if k < 1:
+            raise ValueError(f"`num_selected_experts` must be >= 1, got {num_selected_experts}.")
+        if int(num_experts) < max(1, k):
+            raise ValueError(
+                f"`num_experts` must be >= {max(1, k)} for top-{k} routing, got {num_experts}.")
+        if int(intermediate_dim) < 1:
+            raise ValueError(f"`intermediate_dim` must be >= 1, got {intermediate_dim}.")
+        for name, value in (("capacity_factor", capacity_factor),
+                            ("eval_capacity_factor", eval_capacity_factor)):
+            if not value > 0:
+                raise ValueError(f"`{name}` must be > 0, got {value}.")
+        _check_rate("dropout", dropout)
+        _check_rate("expert_dropout", expert_dropout)
+        _check_rate("jitter_noise", jitter_noise)
+        for name, value in (("load_balance_weight", load_balance_weight),
+                            ("z_loss_weight", z_loss_weight)):
+            if value < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {value}.")
+        if not init_scale > 0:
+            raise ValueError(f"`init_scale` must be > 0, got {init_scale}.")
+        if dispatch not in DISPATCH_MODES:
+            raise ValueError(f"`dispatch` must be one of {DISPATCH_MODES}, got {dispatch!r}.")
+        if priority not in PRIORITIES:
+            raise ValueError(f"`priority` must be one of {PRIORITIES}, got {priority!r}.")
+
+        self.num_experts = int(num_experts)
+        self.intermediate_dim = int(intermediate_dim)
+        self.num_selected_experts = k
+        self.capacity_factor = float(capacity_factor)
+        self.eval_capacity_factor = float(eval_capacity_factor)
+        self.activation = activation
+        self.gated = bool(gated)
+        self.dropout = float(dropout)
+        self.expert_dropout = float(expert_dropout)
+        self.jitter_noise = float(jitter_noise)
+        self.load_balance_weight = float(load_balance_weight)
+        self.z_loss_weight = float(z_loss_weight)
+        self.router_dtype = router_dtype
+        self.init_scale = float(init_scale)
+        self.dispatch = dispatch
+        self.priority = priority
+        self.routing_metrics = bool(routing_metrics)
+        self.seed = seed
+        self.supports_masking = True
+
+        self.router = Router(
+            self.num_experts, jitter_noise=self.jitter_noise, seed=seed,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=self.init_scale, mode="fan_in", distribution="truncated_normal"),
+            dtype=router_dtype, name="router")
+        self.experts = ExpertFeedForward(
+            self.num_experts, self.intermediate_dim, activation=activation, gated=gated,
+            dropout=self.expert_dropout, init_scale=self.init_scale,
+            dtype=self.dtype_policy, name="experts")
+        self.output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.routing_tracker = RoutingMetrics(
+            self.num_experts, log=self.routing_metrics, name=self.name)
+        self._hidden_dim = None
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape [batch, seq, hidden] with a "
+                f"known hidden size, got {tuple(input_shape)}.")
+        self._hidden_dim = int(input_shape[-1])
+        self.router.build(input_shape)
+        self.experts.build((self.num_experts, None, self._hidden_dim))
+
+    def _check_inputs(self, inputs, padding_mask):
+        if inputs.shape.rank != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects `x` of shape [batch, seq, hidden], "
+                f"got shape {inputs.shape}.")
+        if inputs.shape[-1] != self._hidden_dim:
+            raise ValueError(
+                f"{type(self).__name__} was built for hidden size {self._hidden_dim}, "
+                f"but `x` has hidden size {inputs.shape[-1]}.")
+        if padding_mask is not None:
+            padding_mask = tf.convert_to_tensor(padding_mask)
+            if padding_mask.shape.rank != 2 or not padding_mask.shape.is_compatible_with(
+                    inputs.shape[:2]):
+                raise ValueError(
+                    "`padding_mask` must have shape [batch, seq] matching `x` "
+                    f"{inputs.shape[:2]}, got {padding_mask.shape}.")
+            padding_mask = tf.cast(padding_mask, tf.bool)
+        return padding_mask
+
+    def call(self, inputs, padding_mask=None, training=None):
+        padding_mask = self._check_inputs(inputs, padding_mask)
+        logits = self.router(inputs, training=training)                   # [G, S, E] f32
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        seq_len = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
+        factor = self.capacity_factor if training else self.eval_capacity_factor
+        # Each token makes k assignments, so top-k capacity is k times switch capacity
+        # (GShard: 2N/E for top-2).
+        capacity = expert_capacity(seq_len * self.num_selected_experts, factor,
+                                   self.num_experts)
+        routing = route_top_k(probs, self.num_selected_experts, capacity, padding_mask,
+                              priority=self.priority)
+
+        z_loss = router_z_loss(logits, padding_mask)
+        if training:
+            if self.load_balance_weight > 0:
+                balance = load_balancing_loss(probs, routing.expert_index, padding_mask)
+                self.add_loss(
+                    self.load_balance_weight * balance / self.num_selected_experts)
+            if self.z_loss_weight > 0:
+                self.add_loss(self.z_loss_weight * z_loss)
+
+        dispatcher = make_dispatcher(
+            resolve_dispatch(self.dispatch), routing, self.num_experts)
+        expert_outputs = self.experts(dispatcher.dispatch(inputs), training=training)
+        outputs = dispatcher.combine(expert_outputs)
+        outputs = self.output_dropout(outputs, training=training)
+
+        valid = (tf.ones_like(routing.kept) if padding_mask is None else
+                 tf.broadcast_to(padding_mask[..., None], tf.shape(routing.kept)))
+        self.routing_tracker.update_state(routing.expert_index, valid, routing.kept, z_loss)
+        return outputs
+
+    @property
+    def routing_stats(self):
+        """Latest call's `{"expert_fraction": [E], "dropped_fraction": (), "router_z_loss": ()}`.
+
+        `expert_fraction` is each expert's share of the routed assignments (before
+        capacity; sums to 1), `dropped_fraction` the share of assignments over capacity.
+        """
+        return self.routing_tracker.latest()
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_experts=self.num_experts,
+            intermediate_dim=self.intermediate_dim,
+            num_selected_experts=self.num_selected_experts,
+            capacity_factor=self.capacity_factor,
+            eval_capacity_factor=self.eval_capacity_factor,
+            activation=keras.activations.serialize(keras.activations.get(self.activation)),
+            gated=self.gated,
+            dropout=self.dropout,
+            expert_dropout=self.expert_dropout,
+            jitter_noise=self.jitter_noise,
+            load_balance_weight=self.load_balance_weight,
+            z_loss_weight=self.z_loss_weight,
+            router_dtype=self.router_dtype,
+            init_scale=self.init_scale,
+            dispatch=self.dispatch,
+            priority=self.priority,
+            routing_metrics=self.routing_metrics,
+            seed=self.seed,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmoe")
+class SwitchFeedForward(MoeFeedForward):
+    """Switch Transformer expert layer: top-1 routing, gate = router probability.
+
+    See `MoeFeedForward` for arguments and call signature.
+    """
+
+    def __init__(self, num_experts, intermediate_dim, **kwargs):
+        kwargs.pop("num_selected_experts", None)
+        super().__init__(num_experts, intermediate_dim, num_selected_experts=1, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tfmoe")
+class Top2FeedForward(MoeFeedForward):
+    """GShard / GLaM expert layer: top-2 routing.
+
+    The second expert is the best among the rest; the two gates are renormalised to
+    sum to 1; second choices take capacity only after all first choices of the group.
+    See `MoeFeedForward` for arguments and call signature.
+    """
+
+    def __init__(self, num_experts, intermediate_dim, **kwargs):
+        kwargs.pop("num_selected_experts", None)
+        super().__init__(num_experts, intermediate_dim, num_selected_experts=2, **kwargs)

@@ -1,0 +1,56 @@
+"""The router: a bias-free linear map from token states to expert logits.
+
+Selective precision (Switch paper, section 2.4): the router runs in `router_dtype`
+(float32 by default) even under a `mixed_bfloat16` policy, because the softmax over
+experts is sensitive to rounding. Keras casts the (bfloat16) inputs to float32 on the
+way in, since this sublayer's dtype policy is float32.
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfmoe")
+class Router(keras.layers.Layer):
+    """Computes router logits `[batch, seq, num_experts]` from `[batch, seq, hidden]`.
+
+    Args:
+      num_experts: number of experts.
+      jitter_noise: multiplicative input noise `uniform(1 - eps, 1 + eps)`, training only.
+      kernel_initializer: initializer for the `[hidden, num_experts]` kernel.
+      seed: seed of the jitter noise.
+    """
+
+    def __init__(self, num_experts, jitter_noise=0.0, kernel_initializer="glorot_uniform",
+                 seed=None, dtype="float32", **kwargs):
+        super().__init__(dtype=dtype, **kwargs)
+        self.num_experts = int(num_experts)
+        self.jitter_noise = float(jitter_noise)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.seed = seed
+        self._seed_generator = keras.random.SeedGenerator(seed) if jitter_noise > 0 else None
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], self.num_experts),
+            initializer=self.kernel_initializer)
+
+    def call(self, inputs, training=None):
+        if training and self.jitter_noise > 0:
+            inputs = inputs * keras.random.uniform(
+                ops.shape(inputs), 1.0 - self.jitter_noise, 1.0 + self.jitter_noise,
+                dtype=inputs.dtype, seed=self._seed_generator)
+        return ops.matmul(inputs, self.kernel)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_experts,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_experts=self.num_experts,
+            jitter_noise=self.jitter_noise,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            seed=self.seed,
+        )
+        return config
