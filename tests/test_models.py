@@ -1,0 +1,282 @@
+"""Model zoo: shapes, masks, causality, cached generation, saving, presets, counts."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import tfmoe.models as models
+from tfmoe.layers import DenseFeedForward, SwitchFeedForward, Top2FeedForward
+from tfmoe.models import SwitchClassifier, SwitchDecoderLM, SwitchTransformer
+
+VOCAB = 97
+# Tiny shapes on top of the tiny presets, with a capacity large enough that no token is
+# ever dropped (so cache / no-cache and perturbation comparisons are exact).
+SMALL = dict(vocabulary_size=VOCAB, hidden_dim=32, num_heads=2, key_value_dim=8,
+             intermediate_dim=32, eval_capacity_factor=64.0)
+
+
+def _seq2seq_inputs(seed=0, batch=2, source=7, target=5):
+    rng = np.random.default_rng(seed)
+    return {
+        "encoder_token_ids": rng.integers(2, VOCAB, (batch, source)).astype("int32"),
+        "encoder_padding_mask": np.array([[1] * source, [1] * (source - 3) + [0] * 3],
+                                         bool)[:batch],
+        "decoder_token_ids": rng.integers(2, VOCAB, (batch, target)).astype("int32"),
+        "decoder_padding_mask": np.array([[1] * target, [1] * (target - 1) + [0]],
+                                         bool)[:batch],
+    }
+
+
+def _lm_inputs(seed=0, batch=2, length=6):
+    rng = np.random.default_rng(seed)
+    return {"token_ids": rng.integers(2, VOCAB, (batch, length)).astype("int32"),
+            "padding_mask": np.array([[1] * length, [1] * (length - 2) + [0] * 2],
+                                     bool)[:batch]}
+
+
+@pytest.fixture(scope="module")
+def seq2seq():
+    return SwitchTransformer.from_preset("switch_tiny_8", **SMALL)
+
+
+@pytest.fixture(scope="module")
+def glam():
+    return SwitchDecoderLM.from_preset("glam_tiny_8", **SMALL)
+
+
+# Shapes, masks, causality --------------------------------------------------------------
+
+def test_seq2seq_shapes_and_aux_losses(seq2seq):
+    inputs = _seq2seq_inputs()
+    logits = seq2seq(inputs)
+    assert logits.shape == (2, 5, VOCAB) and logits.dtype == "float32"
+    assert np.isfinite(np.asarray(logits)).all()
+    seq2seq(inputs, training=True)
+    assert len(seq2seq.losses) == 2  # one load-balancing loss per sparse layer
+
+
+def test_encoder_padding_is_ignored(seq2seq):
+    inputs = _seq2seq_inputs()
+    changed = dict(inputs, encoder_token_ids=inputs["encoder_token_ids"].copy())
+    changed["encoder_token_ids"][1, -3:] = [5, 6, 7]
+    np.testing.assert_allclose(seq2seq(changed), seq2seq(inputs), atol=1e-5)
+
+
+def test_seq2seq_decoder_cannot_see_the_future(seq2seq):
+    inputs = _seq2seq_inputs()
+    changed = dict(inputs, decoder_token_ids=inputs["decoder_token_ids"].copy())
+    changed["decoder_token_ids"][:, 3] = (changed["decoder_token_ids"][:, 3] + 1) % VOCAB
+    before, after = np.asarray(seq2seq(inputs)), np.asarray(seq2seq(changed))
+    np.testing.assert_allclose(after[:, :3], before[:, :3], atol=1e-5)
+    assert not np.allclose(after[0, 3:], before[0, 3:])
+
+
+@pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8"])
+def test_decoder_lm_cannot_see_the_future(preset):
+    lm = SwitchDecoderLM.from_preset(preset, **SMALL)
+    inputs = _lm_inputs()
+    logits = np.asarray(lm(inputs))
+    assert logits.shape == (2, 6, VOCAB)
+    for t in range(1, 6):
+        changed = dict(inputs, token_ids=inputs["token_ids"].copy())
+        changed["token_ids"][:, t] = (changed["token_ids"][:, t] + 1) % VOCAB
+        np.testing.assert_allclose(np.asarray(lm(changed))[:, :t], logits[:, :t], atol=1e-5)
+
+
+def test_classifier_shapes_and_padding():
+    clf = SwitchClassifier.from_preset("switch_tiny_8", num_classes=3, **SMALL)
+    inputs = _lm_inputs()
+    logits = np.asarray(clf(inputs))
+    assert logits.shape == (2, 3)
+    changed = dict(inputs, token_ids=inputs["token_ids"].copy())
+    changed["token_ids"][1, -2:] = [3, 4]
+    np.testing.assert_allclose(np.asarray(clf(changed)), logits, atol=1e-5)
+    assert clf.encoder.sparse_layers == [1] and not hasattr(clf, "decoder")
+
+
+def test_mixed_bfloat16_forward():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = SwitchTransformer.from_preset("switch_tiny_8", **SMALL)
+    logits = model(_seq2seq_inputs(), training=True)
+    assert logits.dtype == "float32" and np.isfinite(np.asarray(logits)).all()
+    router = model.encoder.blocks[1].feed_forward.router
+    assert router.compute_dtype == "float32"
+
+
+@pytest.mark.parametrize("run_eagerly", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_training_steps_reduce_loss(run_eagerly):
+    model = SwitchDecoderLM.from_preset("switch_lm_tiny_8", **SMALL)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=run_eagerly)
+    x = _lm_inputs(batch=2)
+    y = np.roll(x["token_ids"], -1, axis=1)
+    first = model.train_on_batch(x, y, return_dict=True)["loss"]
+    for _ in range(3):
+        last = model.train_on_batch(x, y, return_dict=True)["loss"]
+    assert last < first
+
+
+# Sparse layer placement ----------------------------------------------------------------
+
+def test_sparse_layers_follow_sparse_step():
+    model = SwitchTransformer.from_preset(
+        "switch_tiny_8", num_layers=4, num_decoder_layers=3, decoder_sparse_step=1, **SMALL)
+    assert model.encoder.sparse_layers == [1, 3]
+    assert model.decoder.sparse_layers == [0, 1, 2]
+    kinds = [type(b.feed_forward) for b in model.encoder.blocks]
+    assert kinds == [DenseFeedForward, SwitchFeedForward] * 2
+    glam = SwitchDecoderLM.from_preset("glam_tiny_8", **SMALL)
+    assert glam.decoder.sparse_layers == [1, 3]
+    assert isinstance(glam.decoder.blocks[3].feed_forward, Top2FeedForward)
+    dense = SwitchTransformer.from_preset("switch_tiny_8", num_experts=0, **SMALL)
+    assert dense.encoder.sparse_layers == [] and dense.decoder.sparse_layers == []
+
+
+# Generation -----------------------------------------------------------------------------
+
+def test_seq2seq_generation_with_cache_equals_without(seq2seq):
+    inputs = {k: v for k, v in _seq2seq_inputs().items() if k.startswith("encoder")}
+    cached = seq2seq.generate(inputs, max_length=8, stop_token_ids=None)
+    full = seq2seq.generate(inputs, max_length=8, stop_token_ids=None, use_cache=False)
+    ids = np.asarray(cached["decoder_token_ids"])
+    assert ids.shape == (2, 8) and (ids[:, 0] == 0).all()
+    np.testing.assert_array_equal(ids, np.asarray(full["decoder_token_ids"]))
+
+
+def test_decoder_lm_generation_with_cache_equals_without(glam):
+    prompt = _lm_inputs(length=4)
+    cached = glam.generate(prompt, max_length=9, stop_token_ids=None)
+    full = glam.generate(prompt, max_length=9, stop_token_ids=None, use_cache=False)
+    ids = np.asarray(cached["token_ids"])
+    np.testing.assert_array_equal(ids, np.asarray(full["token_ids"]))
+    np.testing.assert_array_equal(ids[0, :4], prompt["token_ids"][0])  # prompt kept
+    np.testing.assert_array_equal(ids[1, :2], prompt["token_ids"][1, :2])
+
+
+def test_generation_stops_and_pads_after_stop_token(glam):
+    prompt = _lm_inputs(length=4)
+    greedy = np.asarray(glam.generate(prompt, max_length=9, stop_token_ids=None)["token_ids"])
+    stop = int(greedy[0, 4])  # make the first generated token of row 0 a stop token
+    out = glam.generate(prompt, max_length=9, stop_token_ids=[stop])
+    ids, mask = np.asarray(out["token_ids"]), np.asarray(out["padding_mask"])
+    assert mask[0].tolist() == [True] * 5 + [False] * 4
+    assert (ids[0, 5:] == glam.pad_token_id).all()
+
+
+def test_generation_with_a_random_sampler(seq2seq):
+    out = seq2seq.generate(_seq2seq_inputs()["encoder_token_ids"], max_length=6,
+                           sampler="top_k")
+    ids = np.asarray(out["decoder_token_ids"])
+    assert ids.shape == (2, 6) and ((ids >= 0) & (ids < VOCAB)).all()
+
+
+# Saving ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm", "classifier"])
+def test_keras_round_trip_reproduces_outputs(kind, tmp_path):
+    if kind == "seq2seq":
+        model = SwitchTransformer.from_preset("switch_tiny_8", tie_embeddings=False, **SMALL)
+        inputs = _seq2seq_inputs()
+    elif kind == "lm":
+        model = SwitchDecoderLM.from_preset("glam_tiny_8", **SMALL)
+        inputs = _lm_inputs()
+    else:
+        model = SwitchClassifier.from_preset("switch_tiny_8", num_classes=4, **SMALL)
+        inputs = _lm_inputs()
+    expected = np.asarray(model(inputs))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored) is type(model)
+    assert restored.get_config() == model.get_config()
+    np.testing.assert_array_equal(np.asarray(restored(inputs)), expected)
+
+
+# Presets and parameter counts ------------------------------------------------------------
+
+def test_list_presets_has_the_contract_names():
+    names = models.list_presets()
+    for name in ["t5_base", "switch_base_8", "switch_base_16", "switch_base_32",
+                 "switch_base_64", "switch_base_128", "switch_base_256", "switch_large_128",
+                 "switch_xxl_128", "switch_c_2048", "switch_tiny_8", "dense_tiny",
+                 "glam_tiny_8"]:
+        assert name in names
+    assert any(name.startswith("glam_") and "tiny" not in name for name in names)
+
+
+@pytest.mark.parametrize("cls", [SwitchTransformer, SwitchDecoderLM])
+def test_bad_preset_name_lists_valid_names(cls):
+    with pytest.raises(ValueError, match="Valid preset names") as info:
+        cls.from_preset("switch_base_9")
+    for name in cls.presets():
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match="Unknown preset"):
+        models.count_params("nope")
+    with pytest.raises(ValueError, match="Valid preset names"):
+        SwitchClassifier.from_preset("nope", num_classes=2)
+
+
+def test_wrong_kind_and_bad_override_raise():
+    with pytest.raises(ValueError, match="causal_lm"):
+        SwitchTransformer.from_preset("glam_tiny_8")
+    with pytest.raises(ValueError, match="num_expert"):
+        SwitchTransformer.from_preset("switch_tiny_8", num_expert=4)
+
+
+@pytest.mark.parametrize("preset", ["switch_tiny_8", "dense_tiny"])
+def test_count_params_matches_seq2seq_and_classifier(preset):
+    model = SwitchTransformer.from_preset(preset)
+    assert models.count_params(preset) == model.count_params()
+    clf = SwitchClassifier.from_preset(preset, num_classes=5, tie_embeddings=False)
+    assert models.count_params(preset, task="classifier", num_classes=5,
+                               tie_embeddings=False) == clf.count_params()
+
+
+@pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8", "dense_lm_tiny"])
+def test_count_params_matches_decoder_lm(preset):
+    assert models.count_params(preset) == SwitchDecoderLM.from_preset(preset).count_params()
+
+
+# The big presets' structure (untied output, GEGLU, d_kv != d/h, every layer sparse, top-2)
+# on shrunk dimensions.
+SHRUNK = dict(vocabulary_size=50, hidden_dim=24, num_heads=3, key_value_dim=5,
+              intermediate_dim=16, num_experts=4)
+
+
+@pytest.mark.parametrize("preset", ["switch_xxl_128", "switch_c_2048", "t5_base",
+                                    "switch_large_128"])
+def test_count_params_structure_of_big_seq2seq_presets(preset):
+    shrunk = dict(SHRUNK, num_layers=3, num_decoder_layers=2)
+    model = SwitchTransformer.from_preset(preset, **shrunk)
+    assert models.count_params(preset, **shrunk) == model.count_params()
+
+
+@pytest.mark.parametrize("preset", ["glam_1b_64e", "glam_64b_64e"])
+def test_count_params_structure_of_big_lm_presets(preset):
+    shrunk = dict(SHRUNK, num_layers=4)
+    model = SwitchDecoderLM.from_preset(preset, **shrunk)
+    assert models.count_params(preset, **shrunk) == model.count_params()
+
+
+def test_count_params_matches_switch_paper_table_9():
+    assert models.count_params("switch_xxl_128") == pytest.approx(395e9, rel=0.02)
+    assert models.count_params("switch_c_2048") == pytest.approx(1571e9, rel=0.02)
+    assert models.count_params("t5_base") == 222_903_552  # Hugging Face t5-base
+    # Top-1 models use one expert per token: same active size as the dense baseline
+    # plus the routers and one expert instead of a dense FFN.
+    assert models.count_active_params("switch_base_128") < 1.01 * models.count_params(
+        "t5_base")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["t5_base", "switch_base_8"])
+def test_count_params_matches_base_models(preset):
+    assert models.count_params(preset) == SwitchTransformer.from_preset(preset).count_params()
+
+
+def test_readme_preset_table_is_current():
+    readme = (Path(models.__file__).parent / "README.md").read_text()
+    assert models.preset_table() in readme

@@ -1,0 +1,131 @@
+"""Exact analytic parameter counts of the presets (no weights are allocated).
+
+`count_params(name)` equals `model.count_params()` of the preset's model
+(`SwitchTransformer` for seq2seq presets, `SwitchDecoderLM` for causal-LM presets, or
+`SwitchClassifier` with `task="classifier"`). `count_active_params(name)` counts the
+parameters one token uses: everything except the experts it is not routed to (k = 1
+for top-1, 2 for top-2 routing); embeddings included.
+"""
+
+import inspect
+
+from tfmoe.layers.feed_forward_factory import is_sparse_layer
+from tfmoe.models import presets as preset_registry
+
+TASKS = ("default", "classifier")
+
+
+def _model_class(kind, task):
+    from tfmoe.models.switch_classifier import SwitchClassifier
+    from tfmoe.models.switch_decoder_lm import SwitchDecoderLM
+    from tfmoe.models.switch_transformer import SwitchTransformer
+
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
+    if task == "classifier":
+        if kind != preset_registry.SEQ2SEQ:
+            raise ValueError("`task='classifier'` needs a seq2seq preset.")
+        return SwitchClassifier
+    return SwitchTransformer if kind == preset_registry.SEQ2SEQ else SwitchDecoderLM
+
+
+def resolved_config(name, task="default", **overrides):
+    """The model class and its full arguments (class defaults, preset, overrides)."""
+    from tfmoe.models.switch_model import SwitchModel
+
+    kind = preset_registry.get_preset(name)["kind"]
+    cls = _model_class(kind, task)
+    defaults = {}
+    for klass in reversed(cls.__mro__):
+        if isinstance(klass, type) and issubclass(klass, SwitchModel):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.default is not p.empty:
+                    defaults[p.name] = p.default
+    config = {**defaults, **cls.preset_config(name, **overrides)}
+    if task == "classifier" and "num_classes" not in config:
+        raise ValueError("`task='classifier'` needs `num_classes`.")
+    if config.get("key_value_dim") is None:
+        config["key_value_dim"] = config["hidden_dim"] // config["num_heads"]
+    return cls, config
+
+
+def _stack_params(config, num_layers, sparse_step, cross_attention, active):
+    """Parameters of one `TransformerStack` (relative bias, blocks, final norm)."""
+    d = config["hidden_dim"]
+    inner = config["num_heads"] * config["key_value_dim"]
+    ffn = d * config["intermediate_dim"] * (3 if config["gated"] else 2)
+    attention = 4 * d * inner + d                      # q, k, v, o + its layer norm
+    experts, k = config["num_experts"], (1 if config["routing"] == "top1" else 2)
+    total = config["relative_attention_num_buckets"] * config["num_heads"] + d
+    for i in range(num_layers):
+        total += attention * (2 if cross_attention else 1) + d   # + feed-forward norm
+        if experts and is_sparse_layer(i, sparse_step):
+            total += d * experts + (min(k, experts) if active else experts) * ffn
+        else:
+            total += ffn
+    return total
+
+
+def _count(name, active, task, overrides):
+    cls, c = resolved_config(name, task, **overrides)
+    d, vocab = c["hidden_dim"], c["vocabulary_size"]
+    untied_output = cls.has_output_projection and not c["tie_embeddings"]
+    total = vocab * d * (2 if untied_output else 1)
+    total += _stack_params(c, c["num_layers"], c["sparse_step"],
+                           cross_attention=False, active=active)
+    if cls.__name__ == "SwitchTransformer":
+        decoder_layers = (c["num_layers"] if c["num_decoder_layers"] is None
+                          else c["num_decoder_layers"])
+        step = (c["sparse_step"] if c["decoder_sparse_step"] is None
+                else c["decoder_sparse_step"])
+        total += _stack_params(c, decoder_layers, step, cross_attention=True, active=active)
+    elif cls.__name__ == "SwitchClassifier":
+        total += d * c["num_classes"] + c["num_classes"]
+    return total
+
+
+def count_params(name, task="default", **overrides):
+    """Exact parameter count of preset `name` (with `overrides`), without building it.
+
+    Args:
+      name: preset name (`list_presets()`).
+      task: "default" (the preset's model) or "classifier" (`SwitchClassifier`, then
+        pass `num_classes`).
+      **overrides: constructor overrides, as for `from_preset`.
+    """
+    return _count(name, False, task, overrides)
+
+
+def count_active_params(name, task="default", **overrides):
+    """Parameters used per token: all but the experts a token is not routed to."""
+    return _count(name, True, task, overrides)
+
+
+def _human(n):
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
+def preset_table():
+    """Markdown table of every preset: model, shape, total and active parameters."""
+    rows = ["| preset | model | layers | d_model | heads | d_ff | experts (routing, step) "
+            "| total params | active params / token |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name in preset_registry.list_presets():
+        cls, c = resolved_config(name)
+        layers = str(c["num_layers"])
+        if cls.__name__ == "SwitchTransformer":
+            decoder = c["num_layers"] if c["num_decoder_layers"] is None else c[
+                "num_decoder_layers"]
+            layers = f"{c['num_layers']}+{decoder}"
+        ffn = f"{c['intermediate_dim']}{' GEGLU' if c['gated'] else ''}"
+        experts = (f"{c['num_experts']} ({c['routing']}, {c['sparse_step']})"
+                   if c["num_experts"] else "dense")
+        total, active = count_params(name), count_active_params(name)
+        rows.append(
+            f"| `{name}` | {cls.__name__} | {layers} | {c['hidden_dim']} | {c['num_heads']} "
+            f"| {ffn} | {experts} | {total:,} ({_human(total)}) "
+            f"| {active:,} ({_human(active)}) |")
+    return "\n".join(rows)

@@ -1,0 +1,5 @@
+"""Encoder classifier."""
+
+from tfmoe.models.switch_classifier.switch_classifier import SwitchClassifier
+
+__all__ = ["SwitchClassifier"]
