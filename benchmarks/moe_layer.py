@@ -16,13 +16,18 @@ Usage:
   python benchmarks/moe_layer.py --experts 8 --repeats 3 --skip_memory   # quick look
 """
 
-import argparse
-import json
 import os
-import resource
-import subprocess
 import sys
-import time
+
+# benchmarks/tokenize.py would shadow the standard library's `tokenize` module.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -52,10 +57,10 @@ def make_layer(kind, num_experts, dispatch="gather"):
     raise ValueError(f"unknown layer kind {kind!r}")
 
 
-def make_step(layer, x):
+def make_step(layer, x, jit_compile=False):
     layer(x, training=True)  # build
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(inputs):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
@@ -70,8 +75,8 @@ def make_step(layer, x):
     return step
 
 
-def time_step(layer, x, repeats):
-    step = make_step(layer, x)
+def time_step(layer, x, repeats, jit_compile=False):
+    step = make_step(layer, x, jit_compile)
     for _ in range(2):
         step(x)
     best = float("inf")
@@ -110,19 +115,22 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip_memory", action="store_true")
     parser.add_argument("--dispatch", default="gather", choices=["gather", "einsum"])
+    parser.add_argument("--jit_compile", action="store_true",
+                        help="compile every step (dense included) with XLA")
     parser.add_argument("--_memory_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._memory_child:
         return _memory_child(args._memory_child)
 
     print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
-          f"dispatch={args.dispatch}, best of {args.repeats}")
+          f"dispatch={args.dispatch}, jit_compile={args.jit_compile}, best of {args.repeats}")
     print("\n1. Scaling in experts: input [E, 256, 512], capacity factor 1.0, "
           "step time relative to the dense FFN")
     print(f"{'experts':>8} {'dense s':>9} {'switch/dense':>13} {'top2/dense':>11}")
     for num_experts in args.experts:
         x = tf.random.normal([num_experts, TOKENS_PER_EXPERT, HIDDEN])
-        times = {kind: time_step(make_layer(kind, num_experts, args.dispatch), x, args.repeats)
+        times = {kind: time_step(make_layer(kind, num_experts, args.dispatch), x, args.repeats,
+                                 args.jit_compile)
                  for kind in ("dense", "switch", "top2")}
         print(f"{num_experts:>8} {times['dense']:>9.3f} {times['switch'] / times['dense']:>13.2f}"
               f" {times['top2'] / times['dense']:>11.2f}", flush=True)
@@ -135,7 +143,8 @@ def main():
         x = tf.random.normal([16, 256, HIDDEN])
         for num_experts in args.anchor_experts:
             times = {kind: time_step(make_layer(kind, num_experts, args.dispatch), x,
-                                     args.repeats if kind != "mixtral" else 2)
+                                     args.repeats if kind != "mixtral" else 2,
+                                     args.jit_compile and kind != "mixtral")
                      for kind in ("dense", "switch", "top2", "mixtral")}
             d = times["dense"]
             print(f"{num_experts:>8} {d:>9.3f} {times['mixtral'] / d:>14.2f} "

@@ -31,11 +31,17 @@ def resolve_dispatch(mode):
 
 
 class GatherDispatcher:
-    """Sparse dispatch by slot indices.
+    """Sparse dispatch by slot indices, with gather-only gradients.
 
     Every kept assignment `(g, s, j)` owns slot
-    `expert_index * (groups * capacity) + g * capacity + position`. Dropped or padding
-    assignments point at one extra all-zero slot past the end.
+    `expert_index * (groups * capacity) + g * capacity + position`. Dispatch and
+    combine are transposes of each other, so each one's gradient is a gather in the
+    other direction: no scatter-add over `[tokens, hidden]` in either pass (the
+    autodiff gradient of `tf.gather` is an `UnsortedSegmentSum`, slow on CPU).
+
+    Empty slots read token 0: the experts compute something for them, but no token
+    ever combines from an empty slot and their output gradient is zero. Dropped
+    assignments read slot 0 with weight zero.
     """
 
     def __init__(self, instructions, num_experts):
@@ -43,39 +49,68 @@ class GatherDispatcher:
         self.num_experts = num_experts
         index = instructions.expert_index                                  # [G, S, k]
         shape = tf.shape(index)
-        self.groups, self.seq_len = shape[0], shape[1]
+        groups, seq_len = shape[0], shape[1]
+        k = index.shape[-1]
         capacity = instructions.capacity
-        self.num_slots = num_experts * self.groups * capacity
-        group_offset = tf.range(self.groups)[:, None, None] * capacity
-        slot = index * (self.groups * capacity) + group_offset + instructions.position
-        self.slot = tf.where(instructions.kept, slot, self.num_slots)     # [G, S, k]
+        num_slots = num_experts * groups * capacity
+        group_offset = tf.range(groups)[:, None, None] * capacity
+        slot = index * (groups * capacity) + group_offset + instructions.position
+        # Dropped / padding assignments go to a dummy slot past the end for the
+        # scatter below, and read slot 0 (with weight 0) when combining.
+        scatter_slot = tf.reshape(tf.where(instructions.kept, slot, num_slots), [-1, 1])
+        self.slot = tf.reshape(tf.where(instructions.kept, slot, 0), [-1, k])  # [N, k]
+        self.kept = tf.reshape(instructions.kept, [-1, k])                      # [N, k]
+        token_ids = tf.repeat(tf.range(groups * seq_len), k)
+        self.token_for_slot = tf.scatter_nd(                                     # [M]
+            scatter_slot, token_ids, shape=[num_slots + 1])[:-1]
+        self._scatter_slot = scatter_slot
+        self._num_slots = num_slots
+        self.output_shape = [groups, seq_len]
+
+    def _slot_values(self, values):
+        """Scatters per-assignment `values` `[N, k]` to per-slot `[M]` (0 for empty slots)."""
+        return tf.scatter_nd(self._scatter_slot, tf.reshape(values, [-1]),
+                             shape=[self._num_slots + 1])[:-1]
+
+    def _gather_by_assignment(self, values, weights):
+        """`sum_j weights[n, j] * values[slot[n, j]]`: `[M, H]` -> `[N, H]`."""
+        if self.slot.shape[-1] == 1:
+            return tf.gather(values, self.slot[:, 0]) * weights[:, :1]
+        return tf.einsum("nkh,nk->nh", tf.gather(values, self.slot), weights)
 
     def dispatch(self, inputs):
         """`[G, S, H]` -> `[E, G * capacity, H]`."""
         hidden = inputs.shape[-1]
-        # token_for_slot[slot] = 1 + flat token index, 0 for an empty slot.
-        token_ids = tf.range(1, self.groups * self.seq_len + 1)
-        token_ids = tf.broadcast_to(
-            tf.reshape(token_ids, [self.groups, self.seq_len, 1]), tf.shape(self.slot))
-        token_for_slot = tf.scatter_nd(
-            tf.reshape(self.slot, [-1, 1]), tf.reshape(token_ids, [-1]),
-            shape=[self.num_slots + 1])[:-1]
-        source = tf.concat(
-            [tf.zeros([1, hidden], inputs.dtype), tf.reshape(inputs, [-1, hidden])], 0)
-        expert_inputs = tf.gather(source, token_for_slot)
+        kept = tf.cast(self.kept, inputs.dtype)
+
+        @tf.custom_gradient
+        def dispatch(flat_inputs):
+            def grad(d_slots):
+                return self._gather_by_assignment(d_slots, tf.cast(kept, d_slots.dtype))
+            return tf.gather(flat_inputs, self.token_for_slot), grad
+
+        expert_inputs = dispatch(tf.reshape(inputs, [-1, hidden]))
         return tf.reshape(expert_inputs, [self.num_experts, -1, hidden])
 
     def combine(self, expert_outputs):
         """`[E, G * capacity, H]` -> `[G, S, H]`, weighted by the gates."""
         hidden = expert_outputs.shape[-1]
-        flat = tf.concat([tf.reshape(expert_outputs, [-1, hidden]),
-                          tf.zeros([1, hidden], expert_outputs.dtype)], 0)
-        weights = tf.cast(self.instructions.combine_weight, expert_outputs.dtype)
-        if self.slot.shape[-1] == 1:
-            picked = tf.gather(flat, self.slot[..., 0])                    # [G, S, H]
-            return picked * weights
-        picked = tf.gather(flat, self.slot)                                # [G, S, k, H]
-        return tf.einsum("gskh,gsk->gsh", picked, weights)
+        weights = tf.reshape(
+            tf.cast(self.instructions.combine_weight, expert_outputs.dtype),
+            tf.shape(self.slot))
+
+        @tf.custom_gradient
+        def combine(flat_outputs, weights):
+            def grad(d_tokens):
+                slot_weight = self._slot_values(weights)
+                d_outputs = tf.gather(d_tokens, self.token_for_slot) * slot_weight[:, None]
+                picked = tf.gather(flat_outputs, self.slot)                    # [N, k, H]
+                d_weights = tf.einsum("nkh,nh->nk", picked, d_tokens)
+                return d_outputs, d_weights * tf.cast(self.kept, d_weights.dtype)
+            return self._gather_by_assignment(flat_outputs, weights), grad
+
+        tokens = combine(tf.reshape(expert_outputs, [-1, hidden]), weights)
+        return tf.reshape(tokens, self.output_shape + [hidden])
 
 
 class EinsumDispatcher:
