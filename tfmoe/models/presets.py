@@ -31,7 +31,7 @@ _SWITCH_XXL = dict(
     eval_capacity_factor=4.0)
 
 _SWITCH_C = dict(
-    _T5_BASE, hidden_dim=2080, num_heads=30, intermediate_dim=6144, num_layers=15,
+    _T5_BASE, hidden_dim=2080, num_heads=32, intermediate_dim=6144, num_layers=15,
     num_decoder_layers=15, sparse_step=1, tie_embeddings=False, capacity_factor=1.0)
 
 _TINY = dict(

@@ -1,0 +1,43 @@
+"""Splitting text into words the way the reference BERT pre-tokenizer does.
+
+Used by the tokenizer's exact path (rows the end-to-end FastWordpiece cannot be
+trusted with, see `wordpiece_tokenizer.py`) and by `learn_vocabulary`.
+"""
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from tfmoe.tokenize import charsets
+from tfmoe.tokenize.normalization import character_class
+
+_WHITESPACE = character_class(charsets.WHITESPACE)
+# CJK ideographs are single-character words too (the normaliser pads them with
+# spaces; splitting on them as well changes nothing and covers unpadded text).
+_SINGLE_CHARACTER_WORD = character_class(charsets.PUNCTUATION + charsets.CJK)
+_WORD_DELIMITERS = f"{_WHITESPACE}+|{_SINGLE_CHARACTER_WORD}"
+
+
+@tf.autograph.experimental.do_not_convert
+def split_words(normalized_text):
+    """Normalised text `[n]` -> words, `tf.string` RaggedTensor `[n, (words)]`.
+
+    Whitespace separates words and is dropped; each punctuation character
+    (ASCII symbols and Unicode P*) and CJK ideograph is a word of its own.
+    """
+    return tf_text.regex_split(normalized_text, _WORD_DELIMITERS, keep_delim_regex_pattern=_SINGLE_CHARACTER_WORD)
+
+
+def special_tokens_pattern(special_tokens):
+    """RE2 alternation matching any of the literal `special_tokens` (longest first)."""
+    return "|".join(rf"\Q{t}\E" for t in sorted(special_tokens, key=len, reverse=True))
+
+
+def split_special_tokens(text, special_tokens):
+    """Text `[n]` -> segments `[n, (segments)]`, each special token a segment of its own.
+
+    The reference tokenizer matches its special tokens in the raw text, before
+    any normalisation, and normalises the text between them separately.
+    """
+    pattern = special_tokens_pattern(special_tokens)
+    return tf_text.regex_split(text, pattern, keep_delim_regex_pattern=pattern)
+
