@@ -59,9 +59,13 @@ def load_balancing_loss(router_probs, expert_indices, padding_mask=None):
     mask = _token_mask(padding_mask, probs)                            # [G, T]
     tokens_per_group = tf.reduce_sum(mask, axis=1, keepdims=True)     # [G, 1]
 
-    picked = tf.reduce_sum(tf.one_hot(indices, num_experts, dtype=tf.float32), axis=2)
+    # Per-group count of (real) tokens that picked each expert, by segment sum.
+    groups = tf.shape(indices)[0]
+    segment = tf.cast(indices, tf.int32) + num_experts * tf.range(groups)[:, None, None]
+    picked = tf.math.unsorted_segment_sum(
+        tf.broadcast_to(mask[..., None], tf.shape(segment)), segment, groups * num_experts)
     fraction_routed = tf.math.divide_no_nan(
-        tf.einsum("gte,gt->ge", picked, mask), tokens_per_group)      # [G, E]
+        tf.reshape(picked, [groups, num_experts]), tokens_per_group)  # [G, E]
     mean_prob = tf.math.divide_no_nan(
         tf.einsum("gte,gt->ge", probs, mask), tokens_per_group)       # [G, E]
     nonempty_groups = tf.reduce_sum(tf.cast(tokens_per_group > 0, tf.float32))

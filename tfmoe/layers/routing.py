@@ -68,6 +68,10 @@ def expert_capacity(tokens_per_group, capacity_factor, num_experts):
 def _positions_in_expert(expert_index, valid, num_experts):
     """Buffer slot of every assignment, choice-major then by token order.
 
+    Sort-based, O(n log n) per group with no `[tokens, experts]` tensor: assignments are
+    sorted by (expert, choice rank, token index); an assignment's slot is its rank in
+    that order minus the number of assignments that went to lower-numbered experts.
+
     Args:
       expert_index: int32 `[G, S, k]`.
       valid: bool `[G, S, k]`; invalid assignments take no slot.
@@ -75,16 +79,24 @@ def _positions_in_expert(expert_index, valid, num_experts):
     Returns:
       int32 `[G, S, k]`: number of earlier valid assignments to the same expert, where
       "earlier" means a lower choice rank, or the same rank and a lower token index.
+      (Arbitrary for invalid assignments.)
     """
     k = expert_index.shape[-1]
     shape = tf.shape(expert_index)
-    one_hot = tf.one_hot(expert_index, num_experts, dtype=tf.int32) * tf.cast(
-        valid, tf.int32)[..., None]                                       # [G, S, k, E]
-    choice_major = tf.reshape(tf.transpose(one_hot, [0, 2, 1, 3]),
-                              [shape[0], k * shape[1], num_experts])       # [G, kS, E]
-    earlier = tf.cumsum(choice_major, axis=1, exclusive=True)
-    position = tf.reduce_sum(earlier * choice_major, axis=-1)             # [G, kS]
-    return tf.transpose(tf.reshape(position, [shape[0], k, shape[1]]), [0, 2, 1])
+    groups, assignments = shape[0], k * shape[1]
+    # Choice-major order: all first choices by token, then all second choices, ...
+    expert = tf.reshape(tf.transpose(
+        tf.where(valid, expert_index, num_experts), [0, 2, 1]), [groups, assignments])
+    order_key = expert * assignments + tf.range(assignments)[None, :]
+    order = tf.argsort(order_key, axis=1, stable=True)                     # [G, A]
+    rank = tf.argsort(order, axis=1, stable=True)                          # inverse perm
+    counts = tf.math.unsorted_segment_sum(                                  # [G * (E+1)]
+        tf.ones_like(expert), expert + (num_experts + 1) * tf.range(groups)[:, None],
+        groups * (num_experts + 1))
+    first_rank = tf.cumsum(tf.reshape(counts, [groups, num_experts + 1]), axis=1,
+                           exclusive=True)                                  # [G, E+1]
+    position = rank - tf.gather(first_rank, expert, batch_dims=1)          # [G, A]
+    return tf.transpose(tf.reshape(position, [groups, k, shape[1]]), [0, 2, 1])
 
 
 def route_top_k(router_probs, k, capacity, padding_mask=None, priority="position",

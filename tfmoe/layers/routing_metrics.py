@@ -50,9 +50,9 @@ class RoutingMetrics(keras.metrics.Metric):
           expert_index: int `[G, S, k]`; valid, kept: bool `[G, S, k]`; z_loss: scalar.
         """
         valid_f = ops.cast(valid, "float32")
-        per_expert = ops.sum(
-            ops.one_hot(expert_index, self.num_experts, dtype="float32") * valid_f[..., None],
-            axis=(0, 1, 2))
+        per_expert = ops.segment_sum(
+            ops.reshape(valid_f, [-1]), ops.reshape(expert_index, [-1]),
+            num_segments=self.num_experts)
         routed = ops.sum(valid_f)
         dropped = routed - ops.sum(ops.cast(kept, "float32"))
         tokens = ops.sum(valid_f[..., 0])
