@@ -1,7 +1,8 @@
 """Dense (bias-free) T5 feed-forward network, the non-expert counterpart of the MoE layers."""
 
 import keras
-from keras import ops
+
+from tfmoe.layers.feed_forward_math import feed_forward
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -63,12 +64,7 @@ class DenseFeedForward(keras.layers.Layer):
         self.built = True
 
     def call(self, x, padding_mask=None, training=None):
-        if self.gated:
-            hidden = self._activation_fn(ops.matmul(x, self.wi_0)) * ops.matmul(x, self.wi_1)
-        else:
-            hidden = self._activation_fn(ops.matmul(x, self.wi))
-        hidden = self.dropout_layer(hidden, training=training)
-        return ops.matmul(hidden, self.wo)
+        return feed_forward(x, self, self._activation_fn, self.dropout_layer, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,8 +1,8 @@
 """Stacked expert feed-forward networks, one batched matmul per weight."""
 
 import keras
-from keras import ops
 
+from tfmoe.layers.feed_forward_math import feed_forward
 from tfmoe.layers.initializers import ExpertVarianceScaling
 
 
@@ -49,13 +49,7 @@ class ExpertFeedForward(keras.layers.Layer):
         self.wo = self.add_weight(name="wo", shape=out_shape, initializer=init)
 
     def call(self, inputs, training=None):
-        if self.gated:
-            hidden = self.activation(ops.matmul(inputs, self.wi_0)) * ops.matmul(
-                inputs, self.wi_1)
-        else:
-            hidden = self.activation(ops.matmul(inputs, self.wi))
-        hidden = self._dropout_layer(hidden, training=training)
-        return ops.matmul(hidden, self.wo)
+        return feed_forward(inputs, self, self.activation, self._dropout_layer, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
