@@ -1,7 +1,7 @@
 """MoE layer speed and memory, as ratios measured side by side in one process.
 
 Forward + backward step (gradients w.r.t. the weights and the input), best of
-`--repeats`, hidden 512, intermediate 2048, float32, `tf.function` graphs.
+`--repeats` interleaved round-robin across the layers compared, hidden 512, intermediate 2048, float32, `tf.function` graphs.
 
 1. Scaling in experts at a fixed 256 tokens per expert (input `[E, 256, 512]`, capacity
    factor 1.0): SwitchFeedForward and Top2FeedForward vs a dense FFN (a pair of bias-free
@@ -76,16 +76,23 @@ def make_step(layer, x, jit_compile=False, build_by_call=True):
     return step
 
 
-def time_step(layer, x, repeats, jit_compile=False):
-    step = make_step(layer, x, jit_compile)
-    for _ in range(2):
-        step(x)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        loss, grads = step(x)
-        _ = [g.numpy() for g in grads[:1]] + [loss.numpy()]
-        best = min(best, time.perf_counter() - start)
+def time_steps(layers, x, repeats, jit_compile=False):
+    """Best step time of each layer; repeats interleaved round-robin so that a busy
+    stretch of the machine hits every layer alike."""
+    steps = {}
+    for kind, layer in layers.items():
+        steps[kind] = make_step(layer, x, jit_compile and kind != "mixtral")
+        for _ in range(2):
+            steps[kind](x)
+    best = dict.fromkeys(steps, float("inf"))
+    for round_index in range(repeats):
+        for kind, step in steps.items():
+            if kind == "mixtral" and round_index >= 2:
+                continue  # every expert on every token: slow, two repeats are enough
+            start = time.perf_counter()
+            loss, grads = step(x)
+            _ = [g.numpy() for g in grads[:1]] + [loss.numpy()]
+            best[kind] = min(best[kind], time.perf_counter() - start)
     return best
 
 
@@ -131,9 +138,9 @@ def main():
     print(f"{'experts':>8} {'dense s':>9} {'switch/dense':>13} {'top2/dense':>11}")
     for num_experts in args.experts:
         x = tf.random.normal([num_experts, TOKENS_PER_EXPERT, HIDDEN])
-        times = {kind: time_step(make_layer(kind, num_experts, args.dispatch), x, args.repeats,
-                                 args.jit_compile)
-                 for kind in ("dense", "switch", "top2")}
+        times = time_steps({kind: make_layer(kind, num_experts, args.dispatch)
+                            for kind in ("dense", "switch", "top2")},
+                           x, args.repeats, args.jit_compile)
         print(f"{num_experts:>8} {times['dense']:>9.3f} {times['switch'] / times['dense']:>13.2f}"
               f" {times['top2'] / times['dense']:>11.2f}", flush=True)
 
@@ -144,10 +151,9 @@ def main():
               f"{'top2/dense':>11} {'mixtral/top2':>13} {'mixtral/switch':>15}")
         x = tf.random.normal([16, 256, HIDDEN])
         for num_experts in args.anchor_experts:
-            times = {kind: time_step(make_layer(kind, num_experts, args.dispatch), x,
-                                     args.repeats if kind != "mixtral" else 2,
-                                     args.jit_compile and kind != "mixtral")
-                     for kind in ("dense", "switch", "top2", "mixtral")}
+            times = time_steps({kind: make_layer(kind, num_experts, args.dispatch)
+                                for kind in ("dense", "switch", "top2", "mixtral")},
+                               x, args.repeats, args.jit_compile)
             d = times["dense"]
             print(f"{num_experts:>8} {d:>9.3f} {times['mixtral'] / d:>14.2f} "
                   f"{times['switch'] / d:>13.2f} {times['top2'] / d:>11.2f} "
