@@ -1,0 +1,270 @@
+"""Hugging Face `SwitchTransformersForConditionalGeneration` -> `tfmoe.models.SwitchTransformer`.
+
+`from_hf_switch(path)` reads `config.json` and the safetensors weights (NumPy only, no
+torch) of a directory written by `save_pretrained` and returns a `SwitchTransformer`
+with the same logits. The weight-name mapping is the one documented on
+`tfmoe.models.SwitchTransformer`.
+
+Behaviour differences handled here:
+  - Capacity: Hugging Face's `expert_capacity` is an absolute number of tokens per
+    expert and sequence; tfmoe uses capacity factors. The converted model gets
+    `eval_capacity_factor = num_experts`, so inference never drops a token (it then
+    matches Hugging Face whenever Hugging Face drops none either); `capacity_factor`
+    (training) keeps the tfmoe default. Override either through `**overrides`.
+  - Padding: Hugging Face routes padding tokens, so the converted model uses
+    `router_ignore_padding_tokens=False` and matches it at padded positions too.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from tfmoe.convert.safetensors_checkpoint import SafetensorsCheckpoint
+
+# `SwitchTransformersConfig` defaults, used for fields missing from a config.json.
+HF_DEFAULTS = dict(
+    vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12,
+    num_sparse_encoder_layers=3, num_decoder_layers=None, num_sparse_decoder_layers=3,
+    num_heads=12, num_experts=8, router_bias=False, router_jitter_noise=0.01,
+    router_dtype="float32", relative_attention_num_buckets=32,
+    relative_attention_max_distance=128, dropout_rate=0.1, layer_norm_epsilon=1e-6,
+    router_z_loss_coef=0.001, router_aux_loss_coef=0.001, dense_act_fn="relu",
+    tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, is_encoder_decoder=True)
+
+# Hugging Face `ACT2FN` names -> Keras activations with the same definition.
+ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu"}
+
+# Input embeddings of the two stacks: copies of `shared.weight` in the released
+# checkpoints (transformers 4 always ties them), separate weights in transformers 5
+# models saved with `tie_word_embeddings=False`. tfmoe has one input embedding.
+STACK_EMBEDDINGS = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+
+
+def from_hf_switch(path, **overrides):
+    """Converts a Hugging Face Switch Transformers directory into a `SwitchTransformer`.
+
+    Args:
+      path: directory written by `SwitchTransformersForConditionalGeneration
+        .save_pretrained`: `config.json` plus `model.safetensors` or sharded
+        `model-*.safetensors` with `model.safetensors.index.json`.
+      **overrides: `SwitchTransformer` arguments replacing the converted ones
+        (e.g. `eval_capacity_factor`, `dropout`, `dtype`,
+        `router_ignore_padding_tokens=True`).
+
+    Returns:
+      A built `tfmoe.models.SwitchTransformer` holding the checkpoint's weights.
+
+    Raises:
+      ValueError: unsupported config field (naming it), unknown override, checkpoint
+        weights left unmapped or missing (listing the names), or shape mismatches.
+      FileNotFoundError: no `config.json` or no safetensors weights in `path`.
+    """
+    from tfmoe.models import SwitchTransformer
+
+    kwargs = switch_transformer_arguments(read_hf_config(path))
+    unknown = sorted(set(overrides) - SwitchTransformer.accepted_arguments()
+                     - {"name", "dtype", "trainable"})
+    if unknown:
+        raise ValueError(f"Unknown override(s) {unknown} for SwitchTransformer.")
+    kwargs.update(overrides)
+    checkpoint = SafetensorsCheckpoint(path)  # fails fast, before building the model
+    model = SwitchTransformer(**kwargs)
+    load_hf_weights(model, checkpoint)
+    return model
+
+
+def read_hf_config(path):
+    """`config.json` of `path` as a dict, with `SwitchTransformersConfig` defaults
+    for missing fields and `decoder_start_token_id` from `generation_config.json`
+    when only that file has it."""
+    config_path = os.path.join(os.fspath(path), "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"No config.json in {os.fspath(path)!r}.")
+    with open(config_path) as f:
+        config = dict(HF_DEFAULTS, **json.load(f))
+    generation_path = os.path.join(os.fspath(path), "generation_config.json")
+    if "decoder_start_token_id" not in config and os.path.exists(generation_path):
+        with open(generation_path) as f:
+            start = json.load(f).get("decoder_start_token_id")
+        if start is not None:
+            config["decoder_start_token_id"] = start
+    return config
+
+
+def switch_transformer_arguments(config):
+    """Maps a Hugging Face Switch Transformers config dict to `SwitchTransformer` arguments.
+
+    Sparse layers follow Hugging Face: `encoder_sparse_step` / `decoder_sparse_step`
+    when the config stores them, else `num_layers // num_sparse_encoder_layers`
+    (and the decoder equivalent; `num_layers` when there are 0 sparse layers).
+
+    Raises:
+      ValueError: naming the field, for configs tfmoe cannot reproduce (`router_bias`
+        true, an activation other than relu / gelu / silu, a non encoder-decoder or
+        non `switch_transformers` model type, several eos ids).
+    """
+    model_type = config.get("model_type", "switch_transformers")
+    if model_type != "switch_transformers":
+        raise ValueError(f"config field `model_type` must be 'switch_transformers', "
+                         f"got {model_type!r}.")
+    if not config["is_encoder_decoder"]:
+        raise ValueError("config field `is_encoder_decoder` must be true.")
+    if config["router_bias"]:
+        raise ValueError("config field `router_bias`=true is not supported: tfmoe routers "
+                         "have no bias.")
+    act = config["dense_act_fn"]
+    if act not in ACTIVATIONS:
+        raise ValueError(f"config field `dense_act_fn`={act!r} is not supported; "
+                         f"supported: {sorted(ACTIVATIONS)}.")
+    eos = config["eos_token_id"]
+    if isinstance(eos, (list, tuple)):
+        if len(eos) != 1:
+            raise ValueError(f"config field `eos_token_id`={eos}: tfmoe takes one eos id.")
+        eos = eos[0]
+    num_layers = int(config["num_layers"])
+    num_decoder_layers = config["num_decoder_layers"]
+    num_decoder_layers = num_layers if num_decoder_layers is None else int(num_decoder_layers)
+    pad = 0 if config["pad_token_id"] is None else int(config["pad_token_id"])
+    start = config.get("decoder_start_token_id")
+    num_experts = int(config["num_experts"])
+    return dict(
+        vocabulary_size=int(config["vocab_size"]),
+        hidden_dim=int(config["d_model"]),
+        num_heads=int(config["num_heads"]),
+        key_value_dim=int(config["d_kv"]),
+        intermediate_dim=int(config["d_ff"]),
+        num_layers=num_layers,
+        num_decoder_layers=num_decoder_layers,
+        num_experts=num_experts,
+        sparse_step=_sparse_step(config, "encoder", num_layers),
+        decoder_sparse_step=_sparse_step(config, "decoder", num_decoder_layers),
+        relative_attention_num_buckets=int(config["relative_attention_num_buckets"]),
+        relative_attention_max_distance=int(config["relative_attention_max_distance"]),
+        layer_norm_epsilon=float(config["layer_norm_epsilon"]),
+        activation=ACTIVATIONS[act],
+        gated=False,
+        tie_embeddings=bool(config["tie_word_embeddings"]),
+        dropout=float(config["dropout_rate"]),
+        jitter_noise=float(config["router_jitter_noise"]),
+        load_balance_weight=float(config["router_aux_loss_coef"]),
+        z_loss_weight=float(config["router_z_loss_coef"]),
+        router_dtype=config["router_dtype"],
+        eval_capacity_factor=float(max(num_experts, 1)),
+        router_ignore_padding_tokens=False,
+        pad_token_id=pad,
+        eos_token_id=int(eos),
+        decoder_start_token_id=pad if start is None else int(start),
+    )
+
+
+def _sparse_step(config, stack, num_layers):
+    if config.get(f"{stack}_sparse_step") is not None:
+        return int(config[f"{stack}_sparse_step"])
+    num_sparse = int(config[f"num_sparse_{stack}_layers"])
+    return num_layers // num_sparse if num_sparse > 0 else num_layers
+
+
+def hf_weight_plan(model):
+    """Yields `(variable, hf_names, convert)` for every weight of a `SwitchTransformer`.
+
+    `convert` maps the list of Hugging Face arrays named by `hf_names` (PyTorch layout,
+    `Linear.weight` is `[out, in]`) to the variable's value: `_copy` (embeddings,
+    norm scales, relative bias `[buckets, heads]`), `_linear` (transpose to the Keras
+    `[in, out]` kernel) or `_experts` (E expert matrices -> `[E, in, out]`).
+    """
+    yield model.token_embedding.embeddings, ["shared.weight"], _copy
+    if not model.tie_embeddings:
+        yield model.token_embedding.reverse_embeddings, ["lm_head.weight"], _linear
+    for s, stack in (("encoder", model.encoder), ("decoder", model.decoder)):
+        yield (stack.relative_position_bias.embeddings,
+               [f"{s}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], _copy)
+        yield stack.final_layer_norm.scale, [f"{s}.final_layer_norm.weight"], _copy
+        for i, block in enumerate(stack.blocks):
+            p = f"{s}.block.{i}.layer"
+            attentions = [(block.self_attention_layer_norm, block.self_attention,
+                           f"{p}.0", "SelfAttention")]
+            if s == "decoder":
+                attentions.append((block.cross_attention_layer_norm, block.cross_attention,
+                                   f"{p}.1", "EncDecAttention"))
+            for norm, attention, prefix, hf_name in attentions:
+                yield norm.scale, [f"{prefix}.layer_norm.weight"], _copy
+                for w in "qkvo":
+                    yield (getattr(attention, w), [f"{prefix}.{hf_name}.{w}.weight"], _linear)
+            f = f"{p}.{len(attentions)}"
+            yield block.feed_forward_layer_norm.scale, [f"{f}.layer_norm.weight"], _copy
+            ff = block.feed_forward
+            if block.is_sparse:
+                yield ff.router.kernel, [f"{f}.mlp.router.classifier.weight"], _linear
+                for w in ("wi", "wo"):
+                    yield (getattr(ff.experts, w),
+                           [f"{f}.mlp.experts.expert_{j}.{w}.weight"
+                            for j in range(ff.num_experts)], _experts)
+            else:
+                for w in ("wi", "wo"):
+                    yield getattr(ff, w), [f"{f}.mlp.{w}.weight"], _linear
+
+
+def load_hf_weights(model, checkpoint):
+    """Assigns every weight of `model` from `checkpoint` (`SafetensorsCheckpoint`).
+
+    All names are checked before anything is read. `{encoder,decoder}.embed_tokens
+    .weight`, when stored, must equal `shared.weight` (tfmoe shares one input
+    embedding); `lm_head.weight` of a tied model is ignored, as Hugging Face ties it.
+
+    Raises:
+      ValueError: listing checkpoint weights the model has no place for and model
+        weights the checkpoint lacks, listing shape mismatches, or naming a stack
+        input embedding that differs from `shared.weight`.
+    """
+    plan = list(hf_weight_plan(model))
+    needed = [name for _, names, _ in plan for name in names]
+    ignored = set(STACK_EMBEDDINGS) | ({"lm_head.weight"} if model.tie_embeddings else set())
+    available = set(checkpoint.keys())
+    missing = sorted(set(needed) - available)
+    unmapped = sorted(available - set(needed) - ignored)
+    if missing or unmapped:
+        raise ValueError(
+            "Checkpoint does not match the converted SwitchTransformer "
+            f"(check config.json): {_listing('missing', missing)}; "
+            f"{_listing('unmapped', unmapped)}.")
+    mismatches = []
+    for variable, names, convert in plan:
+        value = convert([checkpoint.get(name) for name in names])
+        if tuple(value.shape) != tuple(variable.shape):
+            mismatches.append(f"{names[0]}: {tuple(value.shape)} -> {variable.path} "
+                              f"{tuple(variable.shape)}")
+            continue
+        variable.assign(value.astype(variable.dtype))
+    if mismatches:
+        raise ValueError("Weight shape mismatch (checkpoint shape -> tfmoe variable): "
+                         + "; ".join(mismatches))
+    _check_stack_embeddings(checkpoint)
+
+
+def _check_stack_embeddings(checkpoint):
+    stored = [name for name in STACK_EMBEDDINGS if name in checkpoint]
+    shared = checkpoint.get("shared.weight") if stored else None
+    different = [name for name in stored if not np.array_equal(checkpoint.get(name), shared)]
+    if different:
+        raise ValueError(
+            f"{different} differ from shared.weight: separate encoder / decoder input "
+            "embeddings are not supported (tfmoe shares one input embedding).")
+
+
+def _listing(label, names, limit=20):
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)"
+                                        if len(names) > limit else "")
+    return f"{len(names)} {label} weight(s) [{shown}]"
+
+
+def _copy(arrays):
+    return np.asarray(arrays[0])
+
+
+def _linear(arrays):
+    return np.asarray(arrays[0]).T
+
+
+def _experts(arrays):
+    return np.stack([np.asarray(a).T for a in arrays])
