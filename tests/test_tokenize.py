@@ -255,3 +255,12 @@ def test_saved_model_carries_the_tokenizer(tmp_path):
     assert json.loads(imported_line) is False
     expected = tok(tf.constant(texts)).to_tensor(default_value=-1).numpy().tolist()
     assert json.loads(ids_line) == expected
+
+
+def test_detokenize_first_inside_tf_function_then_eagerly():
+    # The detokenizer is built lazily; built inside a traced function it used to be
+    # bound to that graph, and later eager calls failed ("out of scope").
+    tok = WordpieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"])
+    traced = tf.function(lambda ids: tok.detokenize(ids))
+    assert traced(tf.ragged.constant([[5, 6]])).numpy().tolist() == [b"hello world"]
+    assert tok.detokenize([[6, 5]]).numpy().tolist() == [b"world hello"]

@@ -301,14 +301,17 @@ class WordpieceTokenizer(keras.layers.Layer):
             ids = tf.RaggedTensor.from_tensor(ids[None] if single else ids)
         ids = tf.cast(ids, tf.int32)
         if self._detokenizer is None:
-            self._detokenizer = tf_text.FastWordpieceTokenizer(
-                self._vocabulary,
-                suffix_indicator=vocab_lib.SUFFIX_INDICATOR,
-                token_out_type=tf.int32,
-                unknown_token=vocab_lib.UNKNOWN_TOKEN,
-                no_pretokenization=True,
-                support_detokenization=True,
-            )
+            # Built outside any tf.function being traced: created inside one, its model
+            # constant would belong to that graph and break later eager calls.
+            with tf.init_scope():
+                self._detokenizer = tf_text.FastWordpieceTokenizer(
+                    self._vocabulary,
+                    suffix_indicator=vocab_lib.SUFFIX_INDICATOR,
+                    token_out_type=tf.int32,
+                    unknown_token=vocab_lib.UNKNOWN_TOKEN,
+                    no_pretokenization=True,
+                    support_detokenization=True,
+                )
         dropped = [i for i in (self.pad_token_id, self.cls_token_id, self.sep_token_id) if i is not None]
         if dropped:
             keep = tf.reduce_all(tf.not_equal(ids.flat_values[:, None], tf.constant(dropped, tf.int32)), axis=1)

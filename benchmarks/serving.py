@@ -1,0 +1,156 @@
+"""Serving cost of the exported SavedModel vs the Keras model on pre-tokenized ids.
+
+For each task, one process, runs interleaved side by side, `tf.function` graphs (XLA for the model
+part when the export uses it, for both sides):
+- `saved_model`: the exported signature on raw strings (tokenization + packing +
+  model + post-processing, as TF Serving runs it, minus the RPC);
+- `keras`: the same Keras model on ids tokenized and packed beforehand.
+Latency p50 / p95 at batch 1 and throughput at batch 64; the tokenizer overhead is
+`1 - keras_time / saved_model_time` at batch 64 (goal: <= 10%).
+Texts: documents of the bundled Jargon File corpus cut to `--chars` characters.
+
+Usage:
+  python benchmarks/serving.py                       # classifier + LM score, ~2 min on 2 cores
+  python benchmarks/serving.py --tasks classifier,lm_generate --repeats 20
+"""
+
+import os
+import sys
+
+# benchmarks/tokenize.py would shadow the standard library's `tokenize` module.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_text  # noqa: E402,F401
+
+import tfmoe  # noqa: E402
+import tfmoe.data.corpus  # noqa: E402
+import tfmoe.export  # noqa: E402
+from tfmoe.export import scoring, text_inputs  # noqa: E402
+from tfmoe.export.options import resolve_options  # noqa: E402
+
+TASKS = ("classifier", "lm_score", "lm_generate")
+
+
+def texts(count, chars):
+    docs = itertools.cycle(itertools.islice(tfmoe.data.corpus.jargon_documents(), 512))
+    return [next(docs)[:chars] for _ in range(count)]
+
+
+def build(task, tokenizer, options):
+    """(model, signature name, keras_fn(packed inputs), pack(strings) -> packed inputs)."""
+    vocab = tokenizer.vocabulary_size()
+    if task == "classifier":
+        model = tfmoe.models.SwitchClassifier.from_preset("switch_tiny_8", num_classes=2,
+                                                          vocabulary_size=vocab)
+        prefix, suffix, extra = (tokenizer.cls_token_id,), (tokenizer.sep_token_id,), 0
+    else:
+        model = tfmoe.models.SwitchDecoderLM.from_preset("switch_lm_tiny_8",
+                                                         vocabulary_size=vocab)
+        prefix, suffix, extra = (tokenizer.sep_token_id,), (tokenizer.sep_token_id,), 1
+    kind = "classifier" if task == "classifier" else "causal_lm"
+    jit = resolve_options(model, tokenizer, kind, **options).jit_compile
+
+    def pack(strings):
+        ids = text_inputs.token_ids(tokenizer, tf.constant(strings))
+        if task == "lm_generate":
+            return text_inputs.pack(ids, options["sequence_length"], 0, prefix, keep="last")
+        return text_inputs.pack(ids, options["sequence_length"] + extra, 0, prefix, suffix)
+
+    if task == "classifier":
+        fn = tf.function(lambda ids, mask, _: tf.nn.softmax(model(
+            {"token_ids": ids, "padding_mask": mask}, training=False)), jit_compile=jit)
+        return model, "serving_default", fn, pack, jit
+    if task == "lm_score":
+        forward = tf.function(lambda ids, mask: model(
+            {"token_ids": ids, "padding_mask": mask}, training=False), jit_compile=jit)
+
+        @tf.function
+        def score(ids, mask, _):
+            logits = forward(ids[:, :-1], mask[:, :-1])
+            return scoring.sequence_log_likelihood(logits, ids[:, 1:], mask[:, 1:])
+        return model, "score", score, pack, jit
+    eos, new = tokenizer.sep_token_id, options["max_new_tokens"]
+    max_length = options["sequence_length"] + new
+    return model, "serving_default", lambda ids, mask, _: model.generate(
+        {"token_ids": ids, "padding_mask": mask}, max_length=max_length, sampler="greedy",
+        stop_token_ids=(eos,)), pack, False
+
+
+def paired_timings(fns, repeats):
+    """Seconds per call of each of `fns`, interleaved run by run (a busy machine slows
+    both sides alike); two warm-up calls each (tracing, XLA compilation)."""
+    for fn in fns * 2:
+        fn()
+    out = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, times in zip(fns, out):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return [np.array(times) for times in out]
+
+
+def run_task(task, tokenizer, args, directory):
+    options = dict(sequence_length=args.sequence_length, max_new_tokens=args.max_new_tokens)
+    model, signature, keras_fn, pack, jit = build(task, tokenizer, options)
+    path = tfmoe.export.export_saved_model(model, tokenizer, os.path.join(directory, task),
+                                           **options)
+    served = tf.saved_model.load(path).signatures[signature]
+    rows = []
+    for batch, repeats in ((1, args.repeats * 4), (64, args.repeats)):
+        strings = texts(batch, args.chars)
+        packed = pack(strings)
+        text = tf.constant(strings)
+        t_saved, t_keras = paired_timings(
+            [lambda: served(text=text),
+             lambda: tf.nest.map_structure(np.asarray, keras_fn(*packed))], repeats)
+        rows.append((batch, t_saved, t_keras))
+    return task, jit, rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default="classifier,lm_score")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs at batch 64 "
+                        "(4x at batch 1)")
+    parser.add_argument("--sequence_length", type=int, default=128)
+    parser.add_argument("--max_new_tokens", type=int, default=16)
+    parser.add_argument("--chars", type=int, default=600, help="characters per text")
+    parser.add_argument("--vocabulary", default=str(
+        tfmoe.data.corpus.DEFAULT_CORPUS_DIR / "vocab.txt"))
+    args = parser.parse_args()
+    tasks = args.tasks.split(",")
+    for task in tasks:
+        if task not in TASKS:
+            raise ValueError(f"`--tasks` entries must be in {TASKS}, got {task!r}.")
+    tokenizer = tfmoe.tokenize.WordpieceTokenizer(args.vocabulary)
+    print(f"vocabulary {args.vocabulary} ({tokenizer.vocabulary_size()} tokens), "
+          f"sequence_length {args.sequence_length}, {args.chars}-char texts, "
+          f"{os.cpu_count()} CPUs, TF {tf.__version__}")
+    header = (f"| task | XLA | saved_model b1 p50 / p95 ms | keras b1 p50 / p95 ms | "
+              f"saved_model b64 ex/s | keras b64 ex/s | tokenizer overhead b64 |")
+    lines = [header, "|" + "---|" * 7]
+    with tempfile.TemporaryDirectory() as directory:
+        for task in tasks:
+            task, jit, ((_, s1, k1), (_, s64, k64)) = run_task(task, tokenizer, args, directory)
+            p = lambda t: f"{1e3 * np.median(t):.1f} / {1e3 * np.percentile(t, 95):.1f}"  # noqa
+            overhead = 1 - np.median(k64) / np.median(s64)
+            lines.append(f"| {task} | {jit} | {p(s1)} | {p(k1)} | {64 / np.median(s64):.0f} | "
+                         f"{64 / np.median(k64):.0f} | {100 * overhead:.1f}% |")
+            print(lines[-1], flush=True)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Serving functions of each model kind: raw `tf.string` in, named tensors out.
+
+`build_signatures(model, tokenizer, options)` returns `{name: (fn, input_signature)}`
+for `keras.export.ExportArchive.add_endpoint`. The model part of each function runs
+with `training=False` (MoE layers use `eval_capacity_factor`) and, where
+`options.jit_compile`, inside an XLA-compiled `tf.function`; tokenization stays
+outside XLA (tf-text kernels are CPU ops without XLA kernels).
+"""
+
+import tensorflow as tf
+
+from tfmoe.export import scoring, text_inputs
+from tfmoe.models import SwitchClassifier, SwitchDecoderLM, SwitchTransformer
+
+TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
+TARGET_SPEC = tf.TensorSpec([None], tf.string, name="target")
+MAX_NEW_TOKENS_SPEC = tf.TensorSpec([], tf.int32, name="max_new_tokens")
+
+
+def model_kind(model):
+    """"classifier", "causal_lm" or "seq2seq"; ValueError naming `model` otherwise."""
+    for kind, cls in (("classifier", SwitchClassifier), ("causal_lm", SwitchDecoderLM),
+                      ("seq2seq", SwitchTransformer)):
+        if isinstance(model, cls):
+            return kind
+    raise ValueError(
+        f"`model` must be a tfmoe SwitchClassifier, SwitchDecoderLM or SwitchTransformer, "
+        f"got {type(model).__name__}.")
+
+
+def build_signatures(model, tokenizer, options):
+    """`{signature name: (fn, input_signature)}` for `model`; see `ExportOptions`."""
+    builder = {"classifier": _classifier, "causal_lm": _causal_lm,
+               "seq2seq": _seq2seq}[model_kind(model)]
+    return builder(model, tokenizer, options)
+
+
+class _Text:
+    """Tokenization + packing rules shared by the builders of one export."""
+
+    def __init__(self, model, tokenizer, options):
+        self.tokenizer = tokenizer
+        self.options = options
+        self.pad = model.pad_token_id
+        self.eos = options.eos_token_id
+
+    def ids(self, text):
+        return text_inputs.token_ids(self.tokenizer, text)
+
+    def pack(self, text, length=None, **kwargs):
+        return text_inputs.pack(self.ids(text), length or self.options.sequence_length,
+                                self.pad, **kwargs)
+
+    def generated(self, ids):
+        """Generated ids `[batch, n]` -> named outputs; the first stop token and all
+        after it become the pad id."""
+        ids = text_inputs.ids_until_stop(ids, self.eos, self.pad)
+        return {"generated_text": tf.reshape(self.tokenizer.detokenize(ids), [-1]),
+                "generated_token_ids": ids}
+
+
+def _compiled(fn, options):
+    return tf.function(fn, jit_compile=options.jit_compile, reduce_retracing=True)
+
+
+def _encoder_embedding(model):
+    """`(ids, mask) -> mean-pooled encoder states float32 [batch, hidden]`."""
+    def embed(ids, mask):
+        hidden = model.encoder(model.token_embedding(ids), padding_mask=mask, training=False)
+        return scoring.masked_mean(hidden, mask)
+    return embed
+
+
+def _classifier(model, tokenizer, options):
+    text_rules = _Text(model, tokenizer, options)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    prefix, suffix = tuple(i for i in (cls,) if i is not None), tuple(
+        i for i in (sep,) if i is not None)
+    label_names = tf.constant(options.label_names, tf.string)
+    logits_fn = _compiled(lambda ids, mask: model(
+        {"token_ids": ids, "padding_mask": mask}, training=False), options)
+    embed_fn = _compiled(_encoder_embedding(model), options)
+
+    def serving_default(text):
+        ids, mask, _ = text_rules.pack(text, prefix=prefix, suffix=suffix)
+        probabilities = tf.nn.softmax(tf.cast(logits_fn(ids, mask), tf.float32), axis=-1)
+        label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"label": tf.gather(label_names, label_id), "label_id": label_id,
+                "probabilities": probabilities}
+
+    def embed(text):
+        ids, mask, _ = text_rules.pack(text, prefix=prefix, suffix=suffix)
+        return {"embedding": embed_fn(ids, mask)}
+
+    return {"serving_default": (serving_default, [TEXT_SPEC]), "embed": (embed, [TEXT_SPEC])}
+
+
+def _generation_signatures(generate_ids, text_rules, options):
+    """`serving_default` (fixed `max_new_tokens`) and `generate` (clipped input) from
+    `generate_ids(text) -> int32 [batch, options.max_new_tokens]`."""
+    def serving_default(text):
+        return text_rules.generated(generate_ids(text))
+
+    def generate(text, max_new_tokens):
+        count = tf.clip_by_value(max_new_tokens, 0, options.max_new_tokens)
+        return text_rules.generated(generate_ids(text)[:, :count])
+
+    return {"serving_default": (serving_default, [TEXT_SPEC]),
+            "generate": (generate, [TEXT_SPEC, MAX_NEW_TOKENS_SPEC])}
+
+
+def _causal_lm(model, tokenizer, options):
+    """Prompts and scored texts start with the end-of-text id (the document separator
+    of `tfmoe.data.causal_lm`); prompts keep their last tokens when truncated."""
+    text_rules = _Text(model, tokenizer, options)
+    eos, length, new = options.eos_token_id, options.sequence_length, options.max_new_tokens
+    logits_fn = _compiled(lambda ids, mask: model(
+        {"token_ids": ids, "padding_mask": mask}, training=False), options)
+
+    def generate_ids(text):
+        ids, mask, lengths = text_rules.pack(text, prefix=(eos,), keep="last")
+        out = model.generate({"token_ids": ids, "padding_mask": mask}, max_length=length + new,
+                             sampler="greedy", stop_token_ids=(eos,))["token_ids"]
+        positions = lengths[:, None] + tf.range(new, dtype=tf.int32)[None, :]
+        return tf.gather(out, positions, batch_dims=1)
+
+    def score(text):
+        ids, mask, _ = text_rules.pack(text, length + 1, prefix=(eos,), suffix=(eos,))
+        logits = logits_fn(ids[:, :-1], mask[:, :-1])
+        log_likelihood, count = scoring.sequence_log_likelihood(logits, ids[:, 1:], mask[:, 1:])
+        return {"log_likelihood": log_likelihood, "num_tokens": count}
+
+    signatures = _generation_signatures(generate_ids, text_rules, options)
+    signatures["score"] = (score, [TEXT_SPEC])
+    return signatures
+
+
+def _seq2seq(model, tokenizer, options):
+    """Encoder inputs are `text + [eos]` (as in `tfmoe.data.span_corruption`); the
+    decoder starts from `model.decoder_start_token_id`."""
+    text_rules = _Text(model, tokenizer, options)
+    eos, new = options.eos_token_id, options.max_new_tokens
+    start = model.decoder_start_token_id
+    embed_fn = _compiled(_encoder_embedding(model), options)
+
+    def logits(source_ids, source_mask, target_ids, target_mask):
+        return model({"encoder_token_ids": source_ids, "encoder_padding_mask": source_mask,
+                      "decoder_token_ids": target_ids, "decoder_padding_mask": target_mask},
+                     training=False)
+
+    logits_fn = _compiled(logits, options)
+
+    def generate_ids(text):
+        ids, mask, _ = text_rules.pack(text, suffix=(eos,))
+        out = model.generate({"encoder_token_ids": ids, "encoder_padding_mask": mask},
+                             max_length=new + 1, sampler="greedy",
+                             stop_token_ids=(eos,))["decoder_token_ids"]
+        return out[:, 1:]
+
+    def score(text, target):
+        ids, mask, _ = text_rules.pack(text, suffix=(eos,))
+        target_ids, target_mask, _ = text_rules.pack(
+            target, options.target_sequence_length + 1, prefix=(start,), suffix=(eos,))
+        out = logits_fn(ids, mask, target_ids[:, :-1], target_mask[:, :-1])
+        log_likelihood, count = scoring.sequence_log_likelihood(
+            out, target_ids[:, 1:], target_mask[:, 1:])
+        return {"log_likelihood": log_likelihood, "num_tokens": count}
+
+    def embed(text):
+        ids, mask, _ = text_rules.pack(text, suffix=(eos,))
+        return {"embedding": embed_fn(ids, mask)}
+
+    signatures = _generation_signatures(generate_ids, text_rules, options)
+    signatures["score"] = (score, [TEXT_SPEC, TARGET_SPEC])
+    signatures["embed"] = (embed, [TEXT_SPEC])
+    return signatures
