@@ -1,0 +1,197 @@
+"""Fine-tune a Switch encoder classifier (with expert dropout) on a classification task.
+
+    python experiments/finetune.py --model=switch_tiny_8 --task=wordnet --steps=1000 \
+        --expert_dropout=0.4 --output_dir=runs/wordnet
+    python experiments/finetune.py --task=train.tsv --validation_task=dev.tsv ...   # columns text, label
+    python experiments/finetune.py --task=tfds:imdb_reviews ...                     # supervised TFDS
+
+`--init_from=DIR` starts from a `pretrain.py` run of a seq2seq preset (its token
+embedding and encoder). Resumable like pretrain.py (`BackupAndRestore`).
+Tasks: `wordnet` (WordNet supersenses, 45 classes, bundled), a TSV file with a
+header and `text` and `label` columns (labels: any strings; the validation split is
+every 10th row unless `--validation_task` is given), or `tfds:NAME` with
+(text, label) supervised keys.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "switch_tiny_8", "seq2seq preset whose encoder is used")
+flags.DEFINE_string("task", "wordnet", "'wordnet', a TSV file (text, label columns) or tfds:NAME")
+flags.DEFINE_string("validation_task", None, "TSV file for validation (default: every 10th row of --task)")
+flags.DEFINE_string("vocabulary", None, "WordPiece vocabulary (default: --init_from's, else the bundled one)")
+flags.DEFINE_string("init_from", None, "pretrain.py output directory of a seq2seq preset")
+flags.DEFINE_integer("steps", 500, "training steps")
+flags.DEFINE_integer("steps_per_epoch", None, "validation/backup interval (default min(steps, 100))")
+flags.DEFINE_integer("batch_size", 32, "batch size")
+flags.DEFINE_integer("sequence_length", 64, "tokens per example")
+flags.DEFINE_float("learning_rate", 5e-4, "peak learning rate")
+flags.DEFINE_float("dropout", 0.1, "dropout")
+flags.DEFINE_float("expert_dropout", 0.4, "dropout inside the experts (Switch paper fine-tuning: 0.4)")
+flags.DEFINE_enum("strategy", "auto", ["auto", "cpu", "gpu", "mirrored", "tpu", "multi_worker"], "strategy")
+flags.DEFINE_integer("cpu_replicas", 1, "split the CPU into this many logical devices")
+flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16")
+flags.DEFINE_string("output_dir", "runs/finetune", "outputs")
+flags.DEFINE_integer("seed", 0, "seed")
+flags.DEFINE_integer("verbose", 1, "fit verbosity")
+
+
+def fail(message):
+    print(f"finetune.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load_task(task, validation_task):
+    """`(train, validation, test_or_None, label_names)` datasets of (text, int label)."""
+    import csv
+    import gzip
+
+    import tensorflow as tf
+
+    from tfmoe import data as tfmoe_data
+
+    if task == "wordnet":
+        return tfmoe_data.wordnet_supersense_splits()
+    if task.startswith("tfds:"):
+        import tensorflow_datasets as tfds
+
+        name = task[len("tfds:"):]
+        builder = tfds.builder(name)
+        builder.download_and_prepare()
+        keys = builder.info.supervised_keys
+        if not keys:
+            raise ValueError(f"--task={task} has no supervised (text, label) keys")
+        splits = builder.info.splits
+        validation_split = "validation" if "validation" in splits else "test"
+        train = builder.as_dataset(split="train", as_supervised=True)
+        validation = builder.as_dataset(split=validation_split, as_supervised=True)
+        names = builder.info.features[keys[1]].names
+        cast = lambda t, y: (t, tf.cast(y, tf.int32))  # noqa: E731
+        return train.map(cast), validation.map(cast), None, list(names)
+
+    def read(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--task file not found: {path}")
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        if not rows or "text" not in rows[0] or "label" not in rows[0]:
+            raise ValueError(f"{path}: needs a header with 'text' and 'label' columns")
+        return [r["text"] for r in rows], [r["label"] for r in rows]
+
+    texts, labels = read(task)
+    if validation_task:
+        v_texts, v_labels = read(validation_task)
+    else:
+        v_texts, v_labels = texts[::10], labels[::10]
+        texts = [t for i, t in enumerate(texts) if i % 10]
+        labels = [y for i, y in enumerate(labels) if i % 10]
+    names = sorted(set(labels) | set(v_labels))
+    index = {n: i for i, n in enumerate(names)}
+
+    def dataset(t, y):
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.constant(t, tf.string), tf.constant([index[v] for v in y], tf.int32)))
+
+    return dataset(texts, labels), dataset(v_texts, v_labels), None, names
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    from tfmoe.training import split_cpu
+
+    split_cpu(FLAGS.cpu_replicas)
+    try:
+        run()
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error).strip().splitlines()[0])
+
+
+def run():
+    import keras
+    import tensorflow as tf
+
+    from tfmoe import data as tfmoe_data
+    from tfmoe.models import SwitchClassifier, SwitchTransformer, get_preset
+    from tfmoe.training import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, check_batch_size, resolve_strategy
+    from tfmoe.training.data import DEFAULT_VOCABULARY, int_masks
+    from tfmoe.training.pretraining import make_optimizer, make_tokenizer
+
+    for name in ("steps", "batch_size", "sequence_length"):
+        if getattr(FLAGS, name) <= 0:
+            raise ValueError(f"--{name} must be a positive integer, got {getattr(FLAGS, name)}")
+    spe = FLAGS.steps_per_epoch or min(FLAGS.steps, 100)
+    if FLAGS.steps % spe:
+        raise ValueError(f"--steps={FLAGS.steps} must be a multiple of --steps_per_epoch={spe}")
+    if get_preset(FLAGS.model)["kind"] != "seq2seq":
+        raise ValueError(f"--model={FLAGS.model} is not a seq2seq preset (the classifier uses an encoder)")
+    vocabulary = FLAGS.vocabulary or (os.path.join(FLAGS.init_from, "vocab.txt") if FLAGS.init_from
+                                      else DEFAULT_VOCABULARY)
+    if not os.path.isfile(vocabulary):
+        raise FileNotFoundError(f"vocabulary file not found: {vocabulary}")
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(FLAGS.seed)
+    strategy = resolve_strategy(FLAGS.strategy)
+    check_batch_size(FLAGS.batch_size, strategy)
+    tokenizer = make_tokenizer(vocabulary)
+    train, validation, test, label_names = load_task(FLAGS.task, FLAGS.validation_task)
+
+    def batches(examples, training):
+        return tfmoe_data.classification_dataset(
+            examples, tokenizer, sequence_length=FLAGS.sequence_length, batch_size=FLAGS.batch_size,
+            shuffle_buffer_size=10_000 if training else 0, seed=FLAGS.seed, repeat=training).map(int_masks)
+
+    train_batches, validation_batches = batches(train, True), batches(validation, False)
+    options = dict(vocabulary_size=tokenizer.vocabulary_size(), pad_token_id=tokenizer.pad_token_id or 0,
+                   dropout=FLAGS.dropout, expert_dropout=FLAGS.expert_dropout)
+    out = FLAGS.output_dir
+    os.makedirs(out, exist_ok=True)
+    with strategy.scope():
+        model = SwitchClassifier.from_preset(FLAGS.model, num_classes=len(label_names), **options)
+        if FLAGS.init_from:
+            pretrained = SwitchTransformer.from_preset(FLAGS.model, vocabulary_size=tokenizer.vocabulary_size())
+            pretrained.load_weights(os.path.join(FLAGS.init_from, "model.weights.h5"))
+            model.token_embedding.set_weights(pretrained.token_embedding.get_weights()[:1]
+                                              + model.token_embedding.get_weights()[1:])
+            model.encoder.set_weights(pretrained.encoder.get_weights())
+            print(f"initialised the embedding and encoder from {FLAGS.init_from}")
+        model.compile(optimizer=make_optimizer(FLAGS.learning_rate, FLAGS.steps, 50, 0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    monitor = TrainingMonitor(out, os.path.join(out, "logs"), spe)
+    callbacks = [NonFiniteGuard(), monitor,
+                 keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), double_checkpoint=True,
+                                                  delete_checkpoint=False),
+                 keras.callbacks.ModelCheckpoint(os.path.join(out, "best.weights.h5"), monitor="val_accuracy",
+                                                 mode="max", save_best_only=True, save_weights_only=True)]
+    try:
+        model.fit(train_batches, epochs=FLAGS.steps // spe, steps_per_epoch=spe,
+                  validation_data=validation_batches, callbacks=callbacks, verbose=FLAGS.verbose)
+    except NonFiniteLossError as error:
+        fail(f"training stopped: {error}")
+    model.save_weights(os.path.join(out, "model.weights.h5"))
+    results = {"step": int(model.optimizer.iterations.numpy()), "num_classes": len(label_names),
+               "validation": model.evaluate(validation_batches, verbose=0, return_dict=True)}
+    if test is not None:
+        results["test"] = model.evaluate(batches(test, False), verbose=0, return_dict=True)
+    results = json.loads(json.dumps(results, default=float))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    for split in ("validation", "test"):
+        if split in results:
+            print(f"{split}: accuracy {results[split]['accuracy']:.4f}  loss {results[split]['loss']:.4f}")
+    print(f"outputs in {out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

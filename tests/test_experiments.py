@@ -1,0 +1,185 @@
+"""experiments/pretrain.py and tfmoe.training: flags, resume after SIGKILL, NaN, mixed precision, plots."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tfmoe.training import (
+    NonFiniteGuard,
+    NonFiniteLossError,
+    PretrainConfig,
+    StrategyError,
+    resolve_strategy,
+    run_pretraining,
+)
+from tfmoe.training import callbacks as cb
+from tfmoe.training.pretraining import validate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRETRAIN = os.path.join(REPO, "experiments", "pretrain.py")
+# Tiny and fast: 2 layers (one sparse), short sequences.
+TINY_FLAGS = ["--model=switch_lm_tiny_8", "--batch_size=4", "--sequence_length=32", "--validation_steps=1",
+              "--override=num_layers=2", "--verbose=2", "--strategy=cpu"]
+
+
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
+
+
+def _run(args, **kwargs):
+    return subprocess.run([sys.executable, PRETRAIN, *args], capture_output=True, text=True, env=_env(),
+                          cwd=REPO, **kwargs)
+
+
+def _error_lines(stderr):
+    return [line for line in stderr.splitlines() if "pretrain.py: error:" in line]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=no_such_preset"], "Unknown preset: 'no_such_preset'"),
+    (["--strategy=mirrored", "--cpu_replicas=2", "--batch_size=3"], "not divisible by the 2 replicas"),
+])
+def test_bad_flags_exit_nonzero_with_one_clear_line(tmp_path, args, message):
+    result = _run([*args, f"--output_dir={tmp_path}"], timeout=120)
+    assert result.returncode != 0
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(dataset="/no/such/file.txt"), "--dataset file not found"),
+    (dict(vocabulary="/no/such/vocab.txt"), "--vocabulary file not found"),
+    (dict(sequence_length=0), "--sequence_length must be a positive integer"),
+    (dict(steps=10, steps_per_epoch=3), "multiple of --steps_per_epoch"),
+])
+def test_bad_configs_raise_one_line_errors(overrides, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message.replace("-", r"\-")) as info:
+        validate(PretrainConfig(**overrides))
+    assert "\n" not in str(info.value)
+
+
+def test_strategy_resolution():
+    assert resolve_strategy("cpu").num_replicas_in_sync == 1
+    assert resolve_strategy("auto").num_replicas_in_sync >= 1
+    with pytest.raises(StrategyError, match="unknown strategy"):
+        resolve_strategy("quantum")
+
+
+@pytest.mark.slow  # two subprocess runs: about 1-2 minutes on 2 cores
+def test_resume_after_sigkill(tmp_path):
+    """SIGKILL mid-run, same command again: resumes from the backup, ends at --steps."""
+    out = tmp_path / "run"
+    args = [*TINY_FLAGS, "--steps=8", "--steps_per_epoch=2", f"--output_dir={out}"]
+    proc = subprocess.Popen([sys.executable, PRETRAIN, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
+    metadata = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    epoch = 0
+    while time.time() < deadline and proc.poll() is None:
+        if metadata.exists():
+            try:
+                epoch = json.loads(metadata.read_text())["epoch"]
+            except (ValueError, KeyError):
+                epoch = 0
+            if epoch >= 1:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, "run finished before it could be killed: " + proc.stdout.read().decode()[-2000:]
+    assert epoch >= 1, "no backup written in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists()
+
+    result = _run(args, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Resuming from the backup" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == 8
+    assert summary["resumed_from_epoch"] >= 1
+    history = cb.read_history(str(out / "history.jsonl"))
+    assert [r["step"] for r in history] == [2, 4, 6, 8]
+
+
+def test_short_mixed_bfloat16_run_is_finite_and_writes_outputs(tmp_path):
+    summary = run_pretraining(PretrainConfig(
+        model="switch_lm_tiny_8", steps=4, steps_per_epoch=2, batch_size=4, sequence_length=32,
+        validation_steps=1, mixed_precision=True, strategy="cpu", verbose=0, output_dir=str(tmp_path),
+        model_overrides={"num_layers": 2}))
+    assert summary["step"] == 4
+    history = summary["history"]
+    assert len(history) == 2
+    for record in history:
+        assert np.isfinite(record["loss"]) and np.isfinite(record["val_loss"])
+        assert np.isfinite(record["val_perplexity"])
+    load = summary["expert_load"]
+    assert list(load) == ["decoder_block_1_feed_forward"]
+    assert len(load["decoder_block_1_feed_forward"]) == 8
+    assert sum(load["decoder_block_1_feed_forward"]) == pytest.approx(1.0, abs=1e-4)
+    assert "decoder_block_1_feed_forward/dropped_fraction" in history[-1]
+    for name in ("loss_curves.png", "expert_load_heatmap.png", "model.weights.h5", "vocab.txt",
+                 "checkpoints/best.weights.h5", "backup/latest.weights.h5", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nan_loss_stops_training_before_any_checkpoint(tmp_path):
+    x = np.ones([16, 4], "float32")
+    y = np.ones([16, 1], "float32")
+    y[9] = np.nan  # third batch of 4
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    checkpoint = tmp_path / "ckpt.weights.h5"
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[
+            NonFiniteGuard(), keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True)])
+    assert not checkpoint.exists()
+
+
+FINETUNE = os.path.join(REPO, "experiments", "finetune.py")
+
+
+def test_finetune_on_a_tsv_with_expert_dropout(tmp_path):
+    rows = ["text\tlabel"] + [f"the {w} runs fast\tverb" if i % 2 else f"a small {w}\tnoun"
+                              for i, w in enumerate(["cat", "dog", "hacker", "file", "bug", "kludge"] * 8)]
+    task = tmp_path / "task.tsv"
+    task.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "ft"
+    result = subprocess.run(
+        [sys.executable, FINETUNE, f"--task={task}", "--steps=2", "--batch_size=4", "--sequence_length=16",
+         "--expert_dropout=0.4", "--verbose=2", "--strategy=cpu", f"--output_dir={out}"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["step"] == 2 and results["num_classes"] == 2
+    assert 0.0 <= results["validation"]["accuracy"] <= 1.0
+    assert "validation: accuracy" in result.stdout
+
+
+def test_finetune_bad_task_file(tmp_path):
+    result = subprocess.run([sys.executable, FINETUNE, "--task=/no/such.tsv", f"--output_dir={tmp_path}"],
+                            capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120)
+    assert result.returncode != 0
+    assert [line for line in result.stderr.splitlines() if "finetune.py: error:" in line] == [
+        "finetune.py: error: --task file not found: /no/such.tsv"]
+
+
+def test_compare_steps_to_reach_interpolates():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_script", os.path.join(REPO, "experiments", "compare.py"))
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    history = [{"step": s, "val_perplexity": float(np.exp(v)), "train_time": 1.0}
+               for s, v in ((10, 5.0), (20, 4.0), (30, 3.0))]
+    assert compare.steps_to_reach(history, 3.5) == pytest.approx(25.0)
+    assert compare.steps_to_reach(history, 6.0) == pytest.approx(10.0)
+    assert compare.steps_to_reach(history, 2.0) is None
+    assert compare.step_times(history) == [0.1, 0.1]

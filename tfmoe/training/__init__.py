@@ -1,0 +1,28 @@
+"""Training utilities behind `experiments/` and `make demo`.
+
+- `resolve_strategy`: TPU / mirrored GPUs / CPU auto-detection (`tfmoe.training.strategy`).
+- `TrainingMonitor`, `NonFiniteGuard`: history, routing summaries for TensorBoard,
+  PNG plots, NaN handling (`tfmoe.training.callbacks`).
+- `PretrainConfig`, `run_pretraining`: `model.fit` pre-training with
+  `BackupAndRestore` (`tfmoe.training.pretraining`).
+"""
+
+from tfmoe.training.callbacks import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, expert_load, moe_layers
+from tfmoe.training.pretraining import PretrainConfig, format_summary, run_pretraining
+from tfmoe.training.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
+
+__all__ = [
+    "STRATEGIES",
+    "NonFiniteGuard",
+    "NonFiniteLossError",
+    "PretrainConfig",
+    "StrategyError",
+    "TrainingMonitor",
+    "check_batch_size",
+    "expert_load",
+    "format_summary",
+    "moe_layers",
+    "resolve_strategy",
+    "run_pretraining",
+    "split_cpu",
+]

@@ -1,0 +1,252 @@
+"""Pre-training with `model.fit`: the library behind `experiments/pretrain.py` and `make demo`.
+
+```python
+from tfmoe.training import PretrainConfig, run_pretraining
+result = run_pretraining(PretrainConfig(model="switch_lm_tiny_8", steps=200, output_dir="/tmp/run"))
+result["val_perplexity"], result["expert_load"]
+```
+
+Output directory layout:
+
+- `backup/`: `BackupAndRestore` state; running again with the same config resumes from
+  the last finished epoch (`steps_per_epoch` steps), also after SIGKILL.
+- `checkpoints/best.weights.h5`: best validation loss so far.
+- `model.weights.h5`, `model_config.json`, `vocab.txt`: the final model and its tokenizer.
+- `logs/`: TensorBoard (losses, perplexity, per-layer `dropped_fraction`,
+  `expert_load_max`, `router_z_loss`; per-expert loads, histograms and heatmap
+  under `logs/routing`).
+- `history.jsonl`, `loss_curves.png`, `expert_load_heatmap.png`, `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmoe.training import callbacks as cb
+from tfmoe.training import data as training_data
+from tfmoe.training.strategy import check_batch_size, resolve_strategy
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    model: str = "switch_lm_tiny_8"
+    dataset: str = "default"
+    vocabulary: str | None = None  # default: the bundled vocab.txt
+    steps: int = 1000
+    steps_per_epoch: int | None = None  # default: min(steps, 100); checkpoint/validation interval
+    batch_size: int = 16
+    sequence_length: int = 128
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    mixed_precision: bool = False
+    strategy: str = "auto"
+    output_dir: str = "runs/pretrain"
+    validation_steps: int | None = None  # default: the whole validation split
+    seed: int = 0
+    verbose: int = 1
+    jit_compile: bool | str = "auto"
+    model_overrides: dict = dataclasses.field(default_factory=dict)
+    data_dir: str | None = None
+
+
+def model_class(kind):
+    from tfmoe import models
+
+    return models.SwitchDecoderLM if kind == "causal_lm" else models.SwitchTransformer
+
+
+def validate(config: PretrainConfig) -> PretrainConfig:
+    """Checks the config; raises ValueError / FileNotFoundError with a one-line message."""
+    from tfmoe.models import get_preset
+
+    for name in ("steps", "batch_size", "sequence_length"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+    spe = config.steps_per_epoch or min(config.steps, 100)
+    if spe <= 0 or config.steps % spe:
+        raise ValueError(f"--steps={config.steps} must be a multiple of --steps_per_epoch={spe}")
+    if not config.learning_rate > 0:
+        raise ValueError(f"--learning_rate must be > 0, got {config.learning_rate}")
+    get_preset(config.model)  # ValueError listing valid names
+    vocabulary = config.vocabulary or training_data.DEFAULT_VOCABULARY
+    if not os.path.isfile(vocabulary):
+        raise FileNotFoundError(f"--vocabulary file not found: {vocabulary}")
+    training_data.check_source(config.dataset)
+    return dataclasses.replace(config, steps_per_epoch=spe, vocabulary=vocabulary)
+
+
+def make_tokenizer(vocabulary):
+    from tfmoe.tokenize import WordpieceTokenizer
+
+    return WordpieceTokenizer(vocabulary)
+
+
+def build_model(preset, tokenizer, **overrides):
+    """The preset's model, sized to `tokenizer`'s vocabulary (not compiled)."""
+    from tfmoe.models import get_preset
+
+    kind = get_preset(preset)["kind"]
+    special = {"vocabulary_size": tokenizer.vocabulary_size(), "pad_token_id": tokenizer.pad_token_id or 0}
+    if tokenizer.sep_token_id is not None:
+        special["eos_token_id"] = tokenizer.sep_token_id
+    if kind == "seq2seq":
+        special["decoder_start_token_id"] = special["pad_token_id"]
+    return model_class(kind).from_preset(preset, **{**special, **overrides})
+
+
+def make_optimizer(learning_rate, steps, warmup_steps, weight_decay):
+    warmup = min(warmup_steps, max(steps // 10, 1))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=learning_rate * 0.01, decay_steps=max(steps - warmup, 1),
+        warmup_target=learning_rate, warmup_steps=warmup, alpha=0.1)
+    return keras.optimizers.AdamW(schedule, weight_decay=weight_decay, clipnorm=1.0)
+
+
+def compile_lm(model, optimizer, pad_token_id, jit_compile="auto"):
+    import keras_hub
+
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=pad_token_id,
+                                                       name="perplexity")],
+        jit_compile=jit_compile,
+    )
+
+
+def count_batches(dataset):
+    return int(dataset.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+
+def run_pretraining(config: PretrainConfig) -> dict:
+    """Trains (or resumes) the run described by `config`; returns the summary dict.
+
+    Raises:
+      ValueError / FileNotFoundError: bad configuration (one-line messages).
+      tfmoe.training.callbacks.NonFiniteLossError: the loss became NaN/Inf.
+    """
+    config = validate(config)
+    from tfmoe.models import get_preset
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(config.seed)
+    strategy = resolve_strategy(config.strategy)
+    check_batch_size(config.batch_size, strategy)
+    kind = get_preset(config.model)["kind"]
+    tokenizer = make_tokenizer(config.vocabulary)
+    train, validation = training_data.pretraining_datasets(
+        kind, tokenizer, config.dataset, sequence_length=config.sequence_length,
+        batch_size=config.batch_size, seed=config.seed, data_dir=config.data_dir)
+    validation_steps = config.validation_steps or count_batches(validation)
+    if validation_steps == 0:
+        raise ValueError(
+            f"the validation split of --dataset={config.dataset} holds less than one batch of "
+            f"{config.batch_size}x{config.sequence_length} tokens")
+    validation = validation.take(validation_steps).cache()
+
+    out = config.output_dir
+    os.makedirs(out, exist_ok=True)
+    with strategy.scope():
+        model = build_model(config.model, tokenizer, **config.model_overrides)
+        optimizer = make_optimizer(config.learning_rate, config.steps, config.warmup_steps, config.weight_decay)
+        jit = config.jit_compile
+        if jit == "auto":
+            # XLA cannot place the sparse gather dispatch well across mirrored CPU replicas.
+            jit = strategy.num_replicas_in_sync == 1 and not tf.config.list_logical_devices("TPU")
+        compile_lm(model, optimizer, tokenizer.pad_token_id or 0, jit_compile=jit)
+    epochs = config.steps // config.steps_per_epoch
+    _write_json(os.path.join(out, "model_config.json"), {
+        "preset": config.model, "kind": kind, "overrides": config.model_overrides,
+        "vocabulary_size": tokenizer.vocabulary_size(), "config": model.get_config(),
+        "pretrain_config": dataclasses.asdict(config)})
+    shutil.copyfile(config.vocabulary, os.path.join(out, "vocab.txt"))
+
+    backup_dir = os.path.join(out, "backup")
+    resumed_from = _backup_epoch(backup_dir)
+    if resumed_from and config.verbose:
+        print(f"Resuming from the backup in {backup_dir}: epoch {resumed_from}/{epochs} "
+              f"(step {resumed_from * config.steps_per_epoch})")
+    monitor = cb.TrainingMonitor(out, os.path.join(out, "logs"), config.steps_per_epoch)
+    callbacks = [
+        cb.NonFiniteGuard(),  # first: raises before anything saves a broken state
+        monitor,  # before the backup: a kill in between re-runs (and re-records) the epoch
+        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True,
+                                         delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(os.path.join(out, "checkpoints", "best.weights.h5"),
+                                        monitor="val_loss", save_best_only=True, save_weights_only=True),
+    ]
+    if cb.have_tensorboard():
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch",
+                                                         write_graph=False))
+    elif config.verbose:
+        print("note: the tensorboard package is not installed: no TensorBoard logs "
+              "(pip install tensorboard); history.jsonl and the PNG plots are still written")
+    os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+    start = time.time()
+    model.fit(train, epochs=epochs, steps_per_epoch=config.steps_per_epoch, validation_data=validation,
+              validation_steps=validation_steps, callbacks=callbacks, verbose=config.verbose)
+    model.save_weights(os.path.join(out, "model.weights.h5"))
+
+    records = monitor.records()
+    last = records[-1] if records else {}
+    summary = {
+        "model": config.model,
+        "step": int(model.optimizer.iterations.numpy()),
+        "epochs": len(records),
+        "resumed_from_epoch": resumed_from,
+        "val_loss": last.get("val_loss"),
+        "val_perplexity": last.get("val_perplexity"),
+        "train_loss": last.get("loss"),
+        "train_time_s": sum(r.get("train_time") or 0.0 for r in records),
+        "run_wall_s": time.time() - start,
+        "num_replicas": strategy.num_replicas_in_sync,
+        "expert_load": last.get("expert_load", {}),
+        "dropped_fraction": {k.rsplit("/", 1)[0]: v for k, v in last.items() if k.endswith("/dropped_fraction")
+                             and not k.startswith("val_")},
+        "mixed_precision": config.mixed_precision,
+    }
+    _write_json(os.path.join(out, "summary.json"), summary)
+    return {**summary, "model_object": model, "tokenizer": tokenizer, "history": records}
+
+
+def _backup_epoch(backup_dir):
+    path = os.path.join(backup_dir, "training_metadata.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _write_json(path, value):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def format_summary(summary) -> str:
+    """Human-readable lines: perplexity, routing (expert load, dropped tokens)."""
+    lines = [f"steps: {summary['step']}   validation loss: {summary['val_loss']:.4f}   "
+             f"validation perplexity: {summary['val_perplexity']:.2f}"
+             if summary.get("val_loss") is not None else f"steps: {summary['step']}"]
+    for name, load in (summary.get("expert_load") or {}).items():
+        load = np.asarray(load)
+        dropped = summary.get("dropped_fraction", {}).get(name)
+        lines.append(
+            f"{name}: expert load (token share x experts) "
+            + " ".join(f"{x * len(load):.2f}" for x in load)
+            + (f"   dropped {dropped:.3%}" if dropped is not None and math.isfinite(dropped) else ""))
+    return "\n".join(lines)

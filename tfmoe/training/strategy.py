@@ -1,0 +1,104 @@
+"""`tf.distribute` strategy resolution for the experiment scripts.
+
+`resolve_strategy("auto")` picks, in order: a TPU if a `TPUClusterResolver`
+finds one, all local GPUs (`MirroredStrategy`) if there is more than one, the
+single GPU, else the CPU (default strategy).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "tpu", "multi_worker")
+
+
+class StrategyError(ValueError):
+    """A strategy that cannot be built here (one-line message)."""
+
+
+def split_cpu(num_devices: int) -> None:
+    """Splits the (first) physical CPU into `num_devices` logical devices.
+
+    Lets `MirroredStrategy` run with several replicas on a CPU-only machine
+    (tests, debugging). Must run before TensorFlow initialises its devices;
+    silently does nothing afterwards.
+    """
+    if num_devices <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)]
+        )
+    except RuntimeError:
+        pass
+
+
+def _tpu_strategy(tpu_address: str | None = None, required: bool = True):
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        if required:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise StrategyError(f"--strategy=tpu: no TPU found ({first})") from None
+        return None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def resolve_strategy(name: str = "auto", *, tpu_address: str | None = None) -> tf.distribute.Strategy:
+    """Returns the `tf.distribute.Strategy` for `name` (one of `STRATEGIES`).
+
+    - "auto": TPU if found, else all GPUs mirrored (one GPU: default strategy on it), else CPU.
+    - "cpu": the default strategy (single device; GPUs are not used for compute placement).
+    - "gpu": the default strategy, requiring a GPU.
+    - "mirrored": `MirroredStrategy` over all GPUs, or over all logical CPUs when there is no GPU.
+    - "tpu": `TPUStrategy` (fails if no TPU is found).
+    - "multi_worker": `MultiWorkerMirroredStrategy` (cluster from `TF_CONFIG`).
+
+    Raises:
+        StrategyError: unknown name, or the hardware is missing.
+    """
+    if name not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        tpu = _tpu_strategy(tpu_address, required=False) if _tpu_likely(tpu_address) else None
+        if tpu is not None:
+            return tpu
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+    if name == "cpu":
+        return tf.distribute.OneDeviceStrategy("/cpu:0") if gpus else tf.distribute.get_strategy()
+    if name == "gpu":
+        if not gpus:
+            raise StrategyError("--strategy=gpu: no GPU found")
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "tpu":
+        return _tpu_strategy(tpu_address, required=True)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _tpu_likely(tpu_address: str | None) -> bool:
+    """Cheap check before trying a TPU resolver (which can hang off-cloud)."""
+    import os
+
+    if tpu_address:
+        return True
+    if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_ACCELERATOR_TYPE"):
+        return True
+    return os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
+
+
+def check_batch_size(batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    """Raises `ValueError` unless `batch_size` splits evenly across the replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(
+            f"--batch_size={batch_size} is not divisible by the {replicas} replicas of the strategy"
+        )
