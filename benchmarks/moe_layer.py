@@ -111,10 +111,18 @@ def _memory_child(spec):
     layer.build(tuple(shape))  # weights only: no forward pass before the baseline
     step = make_step(layer, x, build_by_call=False)
     step.get_concrete_function(x)  # trace (no execution) before the baseline
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before_kb = _current_rss_kb()  # what is resident now, not the peak so far
     step(x)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((after - before) / 1024.0)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(max(0, peak_kb - before_kb) / 1024.0)
+
+
+def _current_rss_kb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def main():
@@ -123,6 +131,7 @@ def main():
     parser.add_argument("--anchor_experts", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip_memory", action="store_true")
+    parser.add_argument("--skip_timing", action="store_true")
     parser.add_argument("--dispatch", default="gather", choices=["gather", "einsum"])
     parser.add_argument("--jit_compile", action="store_true",
                         help="compile every step (dense included) with XLA")
@@ -131,12 +140,17 @@ def main():
     if args._memory_child:
         return _memory_child(args._memory_child)
 
+    if args.skip_timing:
+        args.experts_for_timing, args.anchor_experts = [], []
+    else:
+        args.experts_for_timing = args.experts
     print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"dispatch={args.dispatch}, jit_compile={args.jit_compile}, best of {args.repeats}")
-    print("\n1. Scaling in experts: input [E, 256, 512], capacity factor 1.0, "
-          "step time relative to the dense FFN")
-    print(f"{'experts':>8} {'dense s':>9} {'switch/dense':>13} {'top2/dense':>11}")
-    for num_experts in args.experts:
+    if args.experts_for_timing:
+        print("\n1. Scaling in experts: input [E, 256, 512], capacity factor 1.0, "
+              "step time relative to the dense FFN")
+        print(f"{'experts':>8} {'dense s':>9} {'switch/dense':>13} {'top2/dense':>11}")
+    for num_experts in args.experts_for_timing:
         x = tf.random.normal([num_experts, TOKENS_PER_EXPERT, HIDDEN])
         times = time_steps({kind: make_layer(kind, num_experts, args.dispatch)
                             for kind in ("dense", "switch", "top2")},
