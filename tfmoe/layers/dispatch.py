@@ -13,9 +13,17 @@ Both lay expert inputs out as `[num_experts, groups * capacity, hidden]`, slot
 the same tensor either way. Empty slots hold zeros.
 """
 
+import functools
+
 import tensorflow as tf
 
 DISPATCH_MODES = ("auto", "gather", "einsum")
+
+
+@functools.lru_cache(maxsize=None)
+def _has_tpu_devices():
+    """Whether TPU devices are visible (fixed once TensorFlow has set up its devices)."""
+    return bool(tf.config.list_logical_devices("TPU"))
 
 
 def resolve_dispatch(mode):
@@ -24,8 +32,7 @@ def resolve_dispatch(mode):
         raise ValueError(f"`dispatch` must be one of {DISPATCH_MODES}, got {mode!r}.")
     if mode != "auto":
         return mode
-    strategy = tf.distribute.get_strategy()
-    if "TPU" in type(strategy).__name__ or tf.config.list_logical_devices("TPU"):
+    if "TPU" in type(tf.distribute.get_strategy()).__name__ or _has_tpu_devices():
         return "einsum"
     return "gather"
 

@@ -192,9 +192,8 @@ class MoeFeedForward(keras.layers.Layer):
         outputs = dispatcher.combine(expert_outputs)
         outputs = self.output_dropout(outputs, training=training)
 
-        valid = (tf.ones_like(routing.kept) if padding_mask is None else
-                 tf.broadcast_to(padding_mask[..., None], tf.shape(routing.kept)))
-        self.routing_tracker.update_state(routing.expert_index, valid, routing.kept, z_loss)
+        self.routing_tracker.update_state(
+            routing.expert_index, routing.valid, routing.kept, z_loss)
         return outputs
 
     @property

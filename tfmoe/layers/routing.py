@@ -39,6 +39,7 @@ class RoutingInstructions(NamedTuple):
       expert_index: int32 `[groups, seq, k]` chosen experts (best first).
       position: int32 `[groups, seq, k]` slot in the expert's per-group buffer
         (may be >= capacity for dropped assignments).
+      valid: bool `[groups, seq, k]` true for the assignments of real (non-padding) tokens.
       kept: bool `[groups, seq, k]` true where the assignment fits in capacity and the
         token is not padding.
       combine_weight: float32 `[groups, seq, k]` gate of each kept assignment, 0 elsewhere.
@@ -47,6 +48,7 @@ class RoutingInstructions(NamedTuple):
 
     expert_index: tf.Tensor
     position: tf.Tensor
+    valid: tf.Tensor
     kept: tf.Tensor
     combine_weight: tf.Tensor
     capacity: Union[int, tf.Tensor]
@@ -146,4 +148,4 @@ def route_top_k(router_probs, k, capacity, padding_mask=None, priority="position
 
     kept = tf.logical_and(valid, position < capacity)
     combine_weight = gates * tf.cast(kept, gates.dtype)
-    return RoutingInstructions(expert_index, position, kept, combine_weight, capacity)
+    return RoutingInstructions(expert_index, position, valid, kept, combine_weight, capacity)
