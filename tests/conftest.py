@@ -37,6 +37,19 @@ def _reset_keras_state():
     keras.utils.clear_session()
 
 
+@pytest.fixture(scope="session")
+def mirrored_cpus():
+    """One `MirroredStrategy` over the two logical CPUs, shared by the whole session.
+
+    Collective instance keys are counted per strategy object: a second strategy in the
+    same process reuses the first one's keys, and its all-reduces then fail with
+    "Shape mismatch in the collective instance" (and abort the collective executor).
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    assert len(devices) == 2, "two logical CPUs are configured above"
+    return tf.distribute.MirroredStrategy(devices)
+
+
 @pytest.fixture
 def shared_data():
     """Path to ../shared/data; skips the test when it is not there."""

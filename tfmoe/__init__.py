@@ -8,6 +8,7 @@ Subpackages (imported lazily, so `import tfmoe` stays cheap):
 - `tfmoe.data`: tf.data pipelines and the bundled default corpus.
 - `tfmoe.export`: SavedModel export bundling tokenizer and model.
 - `tfmoe.convert`: Hugging Face Switch Transformers checkpoint conversion.
+- `tfmoe.distribute`: strategies, multi-worker clusters, TPU readiness, expert parallelism.
 """
 
 import importlib

@@ -5,12 +5,13 @@ import inspect
 import keras
 from keras import ops
 
+from tfmoe.distribute.keras_fixes import DistributedBuildMixin
 from tfmoe.layers.feed_forward_factory import MOE_OPTION_NAMES, ROUTINGS
 from tfmoe.layers.transformer_stack import TransformerStack
 from tfmoe.models import presets as preset_registry
 
 
-class SwitchModel(keras.Model):
+class SwitchModel(DistributedBuildMixin, keras.Model):
     """Base class of `SwitchTransformer`, `SwitchDecoderLM` and `SwitchClassifier`.
 
     Architecture arguments (shared by every model):

@@ -1,6 +1,6 @@
 """Training utilities behind `experiments/` and `make demo`.
 
-- `resolve_strategy`: TPU / mirrored GPUs / CPU auto-detection (`tfmoe.training.strategy`).
+- `resolve_strategy`: TPU / mirrored GPUs / CPU auto-detection (re-exported from `tfmoe.distribute`).
 - `TrainingMonitor`, `NonFiniteGuard`: history, routing summaries for TensorBoard,
   PNG plots, NaN handling (`tfmoe.training.callbacks`).
 - `PretrainConfig`, `run_pretraining`: `model.fit` pre-training with
@@ -9,7 +9,7 @@
 
 from tfmoe.training.callbacks import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, expert_load, moe_layers
 from tfmoe.training.pretraining import PretrainConfig, format_summary, run_pretraining
-from tfmoe.training.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
+from tfmoe.distribute.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
 
 __all__ = [
     "STRATEGIES",

@@ -33,7 +33,8 @@ import tensorflow as tf
 
 from tfmoe.training import callbacks as cb
 from tfmoe.training import data as training_data
-from tfmoe.training.strategy import check_batch_size, resolve_strategy
+from tfmoe.distribute.cluster import worker_output_dir
+from tfmoe.distribute.strategy import check_batch_size, resolve_strategy
 
 
 @dataclasses.dataclass
@@ -139,11 +140,12 @@ def run_pretraining(config: PretrainConfig) -> dict:
     config = validate(config)
     from tfmoe.models import get_preset
 
+    # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow call.
+    strategy = resolve_strategy(config.strategy)
+    check_batch_size(config.batch_size, strategy)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(config.seed)
-    strategy = resolve_strategy(config.strategy)
-    check_batch_size(config.batch_size, strategy)
     kind = get_preset(config.model)["kind"]
     tokenizer = make_tokenizer(config.vocabulary)
     train, validation = training_data.pretraining_datasets(
@@ -156,7 +158,8 @@ def run_pretraining(config: PretrainConfig) -> dict:
             f"{config.batch_size}x{config.sequence_length} tokens")
     validation = validation.take(validation_steps).cache()
 
-    out = config.output_dir
+    # Every worker of a cluster saves (saving is collective); only the chief into output_dir.
+    out = worker_output_dir(config.output_dir)
     os.makedirs(out, exist_ok=True)
     with strategy.scope():
         model = build_model(config.model, tokenizer, **config.model_overrides)

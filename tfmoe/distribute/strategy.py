@@ -1,7 +1,7 @@
 """`tf.distribute` strategy resolution for the experiment scripts.
 
-`resolve_strategy("auto")` picks, in order: a TPU if a `TPUClusterResolver`
-finds one, all local GPUs (`MirroredStrategy`) if there is more than one, the
+`resolve_strategy("auto")` picks, in order: `MultiWorkerMirroredStrategy` when
+`TF_CONFIG` describes a cluster, a TPU if a `TPUClusterResolver` finds one, all local GPUs (`MirroredStrategy`) if there is more than one, the
 single GPU, else the CPU (default strategy).
 """
 
@@ -55,13 +55,18 @@ def resolve_strategy(name: str = "auto", *, tpu_address: str | None = None) -> t
     - "gpu": the default strategy, requiring a GPU.
     - "mirrored": `MirroredStrategy` over all GPUs, or over all logical CPUs when there is no GPU.
     - "tpu": `TPUStrategy` (fails if no TPU is found).
-    - "multi_worker": `MultiWorkerMirroredStrategy` (cluster from `TF_CONFIG`).
+    - "multi_worker": `MultiWorkerMirroredStrategy` (cluster from `TF_CONFIG`). "auto" picks it
+      too when `TF_CONFIG` lists more than one worker. It must be created before any other
+      TensorFlow call of the program.
 
     Raises:
         StrategyError: unknown name, or the hardware is missing.
     """
     if name not in STRATEGIES:
         raise StrategyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "multi_worker" or (name == "auto" and _multi_worker_cluster()):
+        # Before anything lists devices: collective ops must be configured at start-up.
+        return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         tpu = _tpu_strategy(tpu_address, required=False) if _tpu_likely(tpu_address) else None
@@ -79,9 +84,28 @@ def resolve_strategy(name: str = "auto", *, tpu_address: str | None = None) -> t
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "tpu":
-        return _tpu_strategy(tpu_address, required=True)
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return _tpu_strategy(tpu_address, required=True)
+
+
+def _multi_worker_cluster() -> bool:
+    """Whether `TF_CONFIG` describes a cluster of more than one task."""
+    import json
+    import os
+
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except ValueError:
+        raise StrategyError("TF_CONFIG is not valid JSON") from None
+    return sum(len(tasks) for name, tasks in cluster.items() if name in ("chief", "worker")) > 1
+
+
+def _multi_worker_strategy():
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:
+        raise StrategyError(
+            f"--strategy=multi_worker: {error} (create the strategy before any other TensorFlow "
+            "call of the program, e.g. first thing in main())") from None
 
 
 def _tpu_likely(tpu_address: str | None) -> bool:
