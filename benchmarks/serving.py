@@ -138,8 +138,8 @@ def main():
     print(f"vocabulary {args.vocabulary} ({tokenizer.vocabulary_size()} tokens), "
           f"sequence_length {args.sequence_length}, {args.chars}-char texts, "
           f"{os.cpu_count()} CPUs, TF {tf.__version__}")
-    header = (f"| task | XLA | saved_model b1 p50 / p95 ms | keras b1 p50 / p95 ms | "
-              f"saved_model b64 ex/s | keras b64 ex/s | tokenizer overhead b64 |")
+    header = ("| task | XLA | saved_model b1 p50 / p95 ms | keras b1 p50 / p95 ms | "
+              "saved_model b64 ex/s | keras b64 ex/s | tokenizer overhead b64 |")
     lines = [header, "|" + "---|" * 7]
     with tempfile.TemporaryDirectory() as directory:
         for task in tasks:

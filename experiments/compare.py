@@ -122,7 +122,7 @@ def write_table(path, rows, reach, order, command):
 
 def main(argv):
     del argv
-    from tfmoe.models import count_active_params, count_params
+    from tfmoe.models import count_active_params
     from tfmoe.training import PretrainConfig, run_pretraining
     from tfmoe.training import plots
     from tfmoe.training.callbacks import read_history

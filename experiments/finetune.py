@@ -118,9 +118,9 @@ def main(argv):
 
 def run():
     import keras
-    import tensorflow as tf
 
     from tfmoe import data as tfmoe_data
+    from tfmoe.distribute import configure, worker_output_dir
     from tfmoe.models import SwitchClassifier, SwitchTransformer, get_preset
     from tfmoe.training import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, check_batch_size, resolve_strategy
     from tfmoe.training.data import DEFAULT_VOCABULARY, int_masks
@@ -138,11 +138,12 @@ def run():
                                       else DEFAULT_VOCABULARY)
     if not os.path.isfile(vocabulary):
         raise FileNotFoundError(f"vocabulary file not found: {vocabulary}")
-    if FLAGS.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    keras.utils.set_random_seed(FLAGS.seed)
+    # The strategy first: MultiWorkerMirroredStrategy must exist before other TensorFlow calls.
     strategy = resolve_strategy(FLAGS.strategy)
     check_batch_size(FLAGS.batch_size, strategy)
+    setup = configure(strategy, global_batch_size=FLAGS.batch_size,
+                      mixed_precision="mixed_bfloat16" if FLAGS.mixed_precision else "auto")
+    keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = make_tokenizer(vocabulary)
     train, validation, test, label_names = load_task(FLAGS.task, FLAGS.validation_task)
 
@@ -154,7 +155,7 @@ def run():
     train_batches, validation_batches = batches(train, True), batches(validation, False)
     options = dict(vocabulary_size=tokenizer.vocabulary_size(), pad_token_id=tokenizer.pad_token_id or 0,
                    dropout=FLAGS.dropout, expert_dropout=FLAGS.expert_dropout)
-    out = FLAGS.output_dir
+    out = worker_output_dir(FLAGS.output_dir)  # only the chief writes to --output_dir
     os.makedirs(out, exist_ok=True)
     with strategy.scope():
         model = SwitchClassifier.from_preset(FLAGS.model, num_classes=len(label_names), **options)
@@ -167,7 +168,8 @@ def run():
             print(f"initialised the embedding and encoder from {FLAGS.init_from}")
         model.compile(optimizer=make_optimizer(FLAGS.learning_rate, FLAGS.steps, 50, 0.01),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      steps_per_execution=setup.steps_per_execution)
     monitor = TrainingMonitor(out, os.path.join(out, "logs"), spe)
     callbacks = [NonFiniteGuard(), monitor,
                  keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), double_checkpoint=True,

@@ -36,7 +36,6 @@ See docs/scaling.md for the design at pod scale and its cost estimates.
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 from tensorflow.experimental import dtensor
 

@@ -9,7 +9,6 @@ training loss in blue and validation loss in red), and a message says so.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np

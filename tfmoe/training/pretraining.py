@@ -29,11 +29,11 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfmoe.training import callbacks as cb
 from tfmoe.training import data as training_data
 from tfmoe.distribute.cluster import worker_output_dir
+from tfmoe.distribute.runtime import configure
 from tfmoe.distribute.strategy import check_batch_size, resolve_strategy
 
 
@@ -114,7 +114,7 @@ def make_optimizer(learning_rate, steps, warmup_steps, weight_decay):
     return keras.optimizers.AdamW(schedule, weight_decay=weight_decay, clipnorm=1.0)
 
 
-def compile_lm(model, optimizer, pad_token_id, jit_compile="auto"):
+def compile_lm(model, optimizer, pad_token_id, jit_compile="auto", steps_per_execution=1):
     import keras_hub
 
     model.compile(
@@ -123,6 +123,7 @@ def compile_lm(model, optimizer, pad_token_id, jit_compile="auto"):
         weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=pad_token_id,
                                                        name="perplexity")],
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
 
 
@@ -143,8 +144,9 @@ def run_pretraining(config: PretrainConfig) -> dict:
     # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow call.
     strategy = resolve_strategy(config.strategy)
     check_batch_size(config.batch_size, strategy)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    # Precision ("auto": bfloat16 on TPUs and recent GPUs), steps per execution, XLA.
+    setup = configure(strategy, global_batch_size=config.batch_size,
+                      mixed_precision="mixed_bfloat16" if config.mixed_precision else "auto")
     keras.utils.set_random_seed(config.seed)
     kind = get_preset(config.model)["kind"]
     tokenizer = make_tokenizer(config.vocabulary)
@@ -164,11 +166,9 @@ def run_pretraining(config: PretrainConfig) -> dict:
     with strategy.scope():
         model = build_model(config.model, tokenizer, **config.model_overrides)
         optimizer = make_optimizer(config.learning_rate, config.steps, config.warmup_steps, config.weight_decay)
-        jit = config.jit_compile
-        if jit == "auto":
-            # XLA cannot place the sparse gather dispatch well across mirrored CPU replicas.
-            jit = strategy.num_replicas_in_sync == 1 and not tf.config.list_logical_devices("TPU")
-        compile_lm(model, optimizer, tokenizer.pad_token_id or 0, jit_compile=jit)
+        jit = setup.jit_compile if config.jit_compile == "auto" else config.jit_compile
+        compile_lm(model, optimizer, tokenizer.pad_token_id or 0, jit_compile=jit,
+                   steps_per_execution=setup.steps_per_execution)
     epochs = config.steps // config.steps_per_epoch
     _write_json(os.path.join(out, "model_config.json"), {
         "preset": config.model, "kind": kind, "overrides": config.model_overrides,
@@ -218,7 +218,8 @@ def run_pretraining(config: PretrainConfig) -> dict:
         "expert_load": last.get("expert_load", {}),
         "dropped_fraction": {k.rsplit("/", 1)[0]: v for k, v in last.items() if k.endswith("/dropped_fraction")
                              and not k.startswith("val_")},
-        "mixed_precision": config.mixed_precision,
+        "mixed_precision": setup.mixed_precision,
+        "distribution": setup.describe(),
     }
     _write_json(os.path.join(out, "summary.json"), summary)
     return {**summary, "model_object": model, "tokenizer": tokenizer, "history": records}
