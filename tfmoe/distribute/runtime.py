@@ -14,7 +14,7 @@ What it decides, by the kind of strategy it resolved:
 |---|---|---|---|---|
 | `tpu` | `mixed_bfloat16` | 32 | `einsum` (static one-hot) | True (TPUs always compile) |
 | `gpu` (one GPU) | `mixed_bfloat16` on compute capability >= 8.0, else `float32` | 1 | `gather` | True |
-| `mirrored` (GPUs or logical CPUs) | as `gpu` / `float32` on CPUs | 1 (PITFALLS: > 1 fails in `fit` there) | `gather` | False |
+| `mirrored` (GPUs or logical CPUs) | as `gpu` / `float32` on CPUs | 1 (PITFALLS: > 1 fails in `fit` on CPUs) | `gather` | False |
 | `multi_worker` | `float32` | 1 | `gather` | False |
 | `cpu` | `float32` | 1 | `gather` | True |
 
@@ -94,11 +94,14 @@ def _gpu_supports_bfloat16() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def _on_gpus(strategy: tf.distribute.Strategy) -> bool:
+    return any("GPU" in d.upper() for d in strategy.extended.worker_devices)
+
+
 def _auto_precision(kind: str, strategy: tf.distribute.Strategy) -> str:
     if kind == "tpu":
         return "mixed_bfloat16"
-    on_gpu = kind == "gpu" or (kind == "mirrored" and any(
-        "GPU" in d.upper() for d in strategy.extended.worker_devices))
+    on_gpu = kind == "gpu" or (kind == "mirrored" and _on_gpus(strategy))
     return "mixed_bfloat16" if on_gpu and _gpu_supports_bfloat16() else "float32"
 
 
@@ -152,9 +155,9 @@ def configure(strategy: str | tf.distribute.Strategy = "auto", *,
                          f"{replicas} replicas of the strategy")
     if steps_per_execution == "auto":
         steps_per_execution = TPU_STEPS_PER_EXECUTION if kind == "tpu" else 1
-    elif steps_per_execution > 1 and kind in ("mirrored", "multi_worker"):
+    elif steps_per_execution > 1 and kind == "mirrored" and not _on_gpus(strategy):
         raise ValueError(f"`steps_per_execution`={steps_per_execution} fails in Keras `fit` under "
-                         f"{type(strategy).__name__}; use 1")
+                         f"{type(strategy).__name__} on CPU devices; use 1")
     policy = _auto_precision(kind, strategy) if mixed_precision == "auto" else mixed_precision
     keras.mixed_precision.set_global_policy(policy)
     return DistributionSetup(
