@@ -150,7 +150,9 @@ def run():
     def batches(examples, training):
         return tfmoe_data.classification_dataset(
             examples, tokenizer, sequence_length=FLAGS.sequence_length, batch_size=FLAGS.batch_size,
-            shuffle_buffer_size=10_000 if training else 0, seed=FLAGS.seed, repeat=training).map(int_masks)
+            # The whole split: the WordNet files are sorted by class.
+            shuffle_buffer_size=200_000 if training else 0,
+            seed=FLAGS.seed, repeat=training).map(int_masks)
 
     train_batches, validation_batches = batches(train, True), batches(validation, False)
     options = dict(vocabulary_size=tokenizer.vocabulary_size(), pad_token_id=tokenizer.pad_token_id or 0,
@@ -169,7 +171,7 @@ def run():
         model.compile(optimizer=make_optimizer(FLAGS.learning_rate, FLAGS.steps, 50, 0.01),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                      steps_per_execution=setup.steps_per_execution)
+                      steps_per_execution=setup.steps_per_execution, jit_compile=setup.jit_compile_for(model))
     monitor = TrainingMonitor(out, os.path.join(out, "logs"), spe)
     callbacks = [NonFiniteGuard(), monitor,
                  keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), double_checkpoint=True,

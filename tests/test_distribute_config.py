@@ -69,3 +69,25 @@ def test_multi_worker_after_start_up_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(StrategyError, match="TF_CONFIG is not valid JSON"):
         resolve_strategy("auto")
+
+
+def test_xla_is_off_on_cpu_for_models_that_draw_random_numbers():
+    from tfmoe.models import SwitchDecoderLM
+
+    setup = configure("cpu")
+    small = dict(vocabulary_size=64, hidden_dim=16, num_heads=2, key_value_dim=8, intermediate_dim=32,
+                 num_layers=2)
+    assert setup.jit_compile_for(SwitchDecoderLM.from_preset("switch_lm_tiny_8", **small))
+    assert not setup.jit_compile_for(SwitchDecoderLM.from_preset("switch_lm_tiny_8", dropout=0.1, **small))
+    assert not setup.jit_compile_for(SwitchDecoderLM.from_preset("switch_lm_tiny_8", jitter_noise=0.01, **small))
+
+
+def test_tpu_vm_devices_select_the_local_tpu_address(monkeypatch):
+    from tfmoe.distribute import strategy as strategy_module
+
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    monkeypatch.delenv("COLAB_TPU_ADDR", raising=False)
+    monkeypatch.setattr(strategy_module.os.path, "exists", lambda path: path == "/dev/accel0")
+    assert strategy_module._default_tpu_address() == "local"
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    assert strategy_module._default_tpu_address() == ""

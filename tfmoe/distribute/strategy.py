@@ -7,6 +7,10 @@ single GPU, else the CPU (default strategy).
 
 from __future__ import annotations
 
+import json
+import os
+import warnings
+
 import tensorflow as tf
 
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "tpu", "multi_worker")
@@ -34,15 +38,30 @@ def split_cpu(num_devices: int) -> None:
         pass
 
 
+def _default_tpu_address() -> str:
+    """`""` (the resolver's own discovery: `TPU_NAME`, Colab's `COLAB_TPU_ADDR`) or `"local"`.
+
+    On a TPU VM (Colab's TPU runtimes are TPU VMs) the chips are local devices
+    (`/dev/accel*`, `/dev/vfio`) and `TPUClusterResolver(tpu="")` fails with "Please provide
+    a TPU Name"; `tpu="local"` is the documented address there.
+    """
+    if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
+        return ""
+    return "local" if os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0") else ""
+
+
 def _tpu_strategy(tpu_address: str | None = None, required: bool = True):
+    address = tpu_address or _default_tpu_address()
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
         if required:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise StrategyError(f"--strategy=tpu: no TPU found ({first})") from None
+        warnings.warn(f"a TPU seems attached but could not be initialised ({error}); "
+                      "falling back to GPU/CPU", RuntimeWarning, stacklevel=3)
         return None
     return tf.distribute.TPUStrategy(resolver)
 
@@ -89,9 +108,6 @@ def resolve_strategy(name: str = "auto", *, tpu_address: str | None = None) -> t
 
 def _multi_worker_cluster() -> bool:
     """Whether `TF_CONFIG` describes a cluster of more than one task."""
-    import json
-    import os
-
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     except ValueError:
@@ -110,8 +126,6 @@ def _multi_worker_strategy():
 
 def _tpu_likely(tpu_address: str | None) -> bool:
     """Cheap check before trying a TPU resolver (which can hang off-cloud)."""
-    import os
-
     if tpu_address:
         return True
     if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_ACCELERATOR_TYPE"):

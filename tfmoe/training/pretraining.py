@@ -166,7 +166,7 @@ def run_pretraining(config: PretrainConfig) -> dict:
     with strategy.scope():
         model = build_model(config.model, tokenizer, **config.model_overrides)
         optimizer = make_optimizer(config.learning_rate, config.steps, config.warmup_steps, config.weight_decay)
-        jit = setup.jit_compile if config.jit_compile == "auto" else config.jit_compile
+        jit = setup.jit_compile_for(model) if config.jit_compile == "auto" else config.jit_compile
         compile_lm(model, optimizer, tokenizer.pad_token_id or 0, jit_compile=jit,
                    steps_per_execution=setup.steps_per_execution)
     epochs = config.steps // config.steps_per_epoch
