@@ -10,6 +10,7 @@ tfmoe.models.count_params("switch_c_2048")   # exact, no weights allocated
 The preset table (total / active parameters) is in `tfmoe/models/README.md`.
 """
 
+from tfmoe.models.distillation import Distiller, init_student_from_teacher
 from tfmoe.models.param_count import count_active_params, count_params, preset_table
 from tfmoe.models.presets import PRESETS, get_preset, list_presets
 from tfmoe.models.switch_classifier import SwitchClassifier
@@ -19,6 +20,7 @@ from tfmoe.models.switch_transformer import SwitchTransformer
 
 __all__ = [
     "PRESETS",
+    "Distiller",
     "SwitchClassifier",
     "SwitchDecoderLM",
     "SwitchModel",
@@ -26,6 +28,7 @@ __all__ = [
     "count_active_params",
     "count_params",
     "get_preset",
+    "init_student_from_teacher",
     "list_presets",
     "preset_table",
 ]
