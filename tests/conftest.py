@@ -51,6 +51,32 @@ def mirrored_cpus():
 
 
 @pytest.fixture
+def load_script():
+    """Imports an `experiments/*.py` script as a module; its absl flags are removed afterwards.
+
+    The scripts define flags on the global `absl.flags.FLAGS` at import, and several define
+    the same names (`--dense`, `--steps`, ...): without the clean-up, importing a second
+    script in the same session raises `DuplicateFlagError`.
+    """
+    import importlib.util
+
+    from absl import flags
+
+    before = set(flags.FLAGS)
+
+    def load(name):
+        path = REPO_ROOT / "experiments" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in set(flags.FLAGS) - before:
+        delattr(flags.FLAGS, name)
+
+
+@pytest.fixture
 def shared_data():
     """Path to ../shared/data; skips the test when it is not there."""
     if not SHARED_DATA.is_dir():

@@ -328,12 +328,8 @@ def test_script_bad_flags_exit_2_with_one_line(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_share_kept_formula():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("distill_script", DISTILL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_share_kept_formula(load_script):
+    module = load_script("distill")
     assert module.share_kept(6.0, 5.0, 5.7) == pytest.approx(0.3)
     assert module.share_kept(6.0, 5.0, 6.2) == pytest.approx(-0.2)
     assert module.parse_mix("0.25:0.75") == (0.25, 0.75)

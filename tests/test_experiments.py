@@ -171,12 +171,8 @@ def test_finetune_bad_task_file(tmp_path):
         "finetune.py: error: --task file not found: /no/such.tsv"]
 
 
-def test_compare_steps_to_reach_interpolates():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("compare_script", os.path.join(REPO, "experiments", "compare.py"))
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+def test_compare_steps_to_reach_interpolates(load_script):
+    compare = load_script("compare")
     history = [{"step": s, "val_perplexity": float(np.exp(v)), "train_time": 1.0}
                for s, v in ((10, 5.0), (20, 4.0), (30, 3.0))]
     assert compare.steps_to_reach(history, 3.5) == pytest.approx(25.0)
