@@ -14,6 +14,7 @@ Forward + backward step (gradients w.r.t. the weights and the input), best of
 Usage:
   python benchmarks/moe_layer.py                     # full run (several minutes on 2 cores)
   python benchmarks/moe_layer.py --experts 8 --repeats 3 --skip_memory   # quick look
+  python benchmarks/moe_layer.py --gradient_ablation --experts 8 32   # experts: our grads vs autodiff
 """
 
 import os
@@ -51,10 +52,29 @@ def make_layer(kind, num_experts, dispatch="gather"):
     if kind == "top2":
         return tfmoe.layers.Top2FeedForward(
             num_experts, INTERMEDIATE, capacity_factor=1.0, dispatch=dispatch)
+    if kind in ("experts", "experts_autodiff"):
+        # The experts alone on [E, tokens, hidden] buffers: tfmoe's hand-written matmul
+        # gradients against TensorFlow's autodiff ones (the same weights and math).
+        experts = tfmoe.layers.ExpertFeedForward(num_experts, INTERMEDIATE)
+        return experts if kind == "experts" else _AutodiffExperts(experts)
     if kind == "mixtral":
         from keras_hub.src.models.mixtral.mixtral_decoder import MixtralSparseMoeBlock
         return MixtralSparseMoeBlock(HIDDEN, INTERMEDIATE, num_experts, top_k=2)
     raise ValueError(f"unknown layer kind {kind!r}")
+
+
+class _AutodiffExperts(keras.layers.Layer):
+    """`ExpertFeedForward`'s computation with plain `tf.matmul` (autodiff gradients)."""
+
+    def __init__(self, experts):
+        super().__init__()
+        self.experts = experts
+
+    def call(self, x, training=None):
+        if not self.experts.built:
+            self.experts.build(x.shape)
+        hidden = tf.nn.relu(tf.matmul(x, self.experts.wi))
+        return tf.matmul(hidden, self.experts.wo)
 
 
 def make_step(layer, x, jit_compile=False, build_by_call=True):
@@ -131,6 +151,8 @@ def main():
     parser.add_argument("--anchor_experts", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip_memory", action="store_true")
+    parser.add_argument("--gradient_ablation", action="store_true",
+                        help="only time the experts with tfmoe's matmul gradients vs autodiff")
     parser.add_argument("--skip_timing", action="store_true")
     parser.add_argument("--dispatch", default="gather", choices=["gather", "einsum"])
     parser.add_argument("--jit_compile", action="store_true",
@@ -139,6 +161,19 @@ def main():
     args = parser.parse_args()
     if args._memory_child:
         return _memory_child(args._memory_child)
+
+    if args.gradient_ablation:
+        print("Experts alone on [E, 256, 512] buffers, step time relative to the dense FFN")
+        print(f"{'experts':>8} {'dense s':>9} {'tfmoe grads':>12} {'autodiff grads':>15}")
+        for num_experts in args.experts:
+            x = tf.random.normal([num_experts, TOKENS_PER_EXPERT, HIDDEN])
+            times = time_steps({kind: make_layer(kind, num_experts)
+                                for kind in ("dense", "experts", "experts_autodiff")},
+                               x, args.repeats)
+            d = times["dense"]
+            print(f"{num_experts:>8} {d:>9.3f} {times['experts'] / d:>12.2f} "
+                  f"{times['experts_autodiff'] / d:>15.2f}", flush=True)
+        return
 
     if args.skip_timing:
         args.experts_for_timing, args.anchor_experts = [], []

@@ -59,6 +59,12 @@ def test_tf_config_and_chief(monkeypatch, tmp_path):
         tf_config(["localhost"], 0)
     with pytest.raises(ValueError, match="index"):
         tf_config(["a:1"], 3)
+    for bad, message in (("{not json", "not valid JSON"), ("[1, 2]", "JSON object")):
+        monkeypatch.setenv("TF_CONFIG", bad)
+        with pytest.raises(ValueError, match=message):
+            is_chief()
+        with pytest.raises(ValueError, match=message):
+            task_info()
 
 
 def test_multi_worker_after_start_up_is_a_clear_error(monkeypatch):

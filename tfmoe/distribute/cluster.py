@@ -48,16 +48,31 @@ def free_ports(count: int, host: str = "localhost") -> list[int]:
             s.close()
 
 
+def read_tf_config() -> dict:
+    """The parsed `TF_CONFIG` environment variable (`{}` when unset).
+
+    Raises:
+      ValueError: `TF_CONFIG` is set but is not a JSON object.
+    """
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        raise ValueError("TF_CONFIG is not valid JSON") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object, got {type(config).__name__}")
+    return config
+
+
 def task_info() -> tuple[str | None, int]:
     """`(task_type, task_index)` from `TF_CONFIG`; `(None, 0)` without one."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    config = read_tf_config()
     task = config.get("task") or {}
     return task.get("type"), int(task.get("index", 0))
 
 
 def is_chief() -> bool:
     """True for the process that writes outputs: no cluster, the chief, or worker 0 without a chief."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    config = read_tf_config()
     task_type, index = task_info()
     if task_type is None:
         return True

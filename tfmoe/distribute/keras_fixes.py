@@ -22,6 +22,8 @@ the reduction then averages over replicas and returns scalars again.
 import keras
 import tensorflow as tf
 
+from tfmoe.distribute.runtime import strategy_kind
+
 
 def _first_replica(value):
     if isinstance(value, tf.distribute.DistributedValues):
@@ -30,8 +32,7 @@ def _first_replica(value):
 
 
 def _is_multi_worker(strategy):
-    return isinstance(strategy, tf.distribute.experimental.MultiWorkerMirroredStrategy) or (
-        "CollectiveAllReduce" in type(strategy).__name__)
+    return strategy_kind(strategy) == "multi_worker"
 
 
 def _with_replica_axis(logs):

@@ -7,11 +7,12 @@ single GPU, else the CPU (default strategy).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
 import tensorflow as tf
+
+from tfmoe.distribute.cluster import read_tf_config
 
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "tpu", "multi_worker")
 
@@ -109,9 +110,9 @@ def resolve_strategy(name: str = "auto", *, tpu_address: str | None = None) -> t
 def _multi_worker_cluster() -> bool:
     """Whether `TF_CONFIG` describes a cluster of more than one task."""
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    except ValueError:
-        raise StrategyError("TF_CONFIG is not valid JSON") from None
+        cluster = read_tf_config().get("cluster", {})
+    except ValueError as error:
+        raise StrategyError(str(error)) from None
     return sum(len(tasks) for name, tasks in cluster.items() if name in ("chief", "worker")) > 1
 
 

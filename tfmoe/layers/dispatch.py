@@ -80,10 +80,13 @@ class GatherDispatcher:
                              shape=[self._num_slots + 1])[:-1]
 
     def _gather_by_assignment(self, values, weights):
-        """`sum_j weights[n, j] * values[slot[n, j]]`: `[M, H]` -> `[N, H]`."""
-        if self.slot.shape[-1] == 1:
-            return tf.gather(values, self.slot[:, 0]) * weights[:, :1]
-        return tf.einsum("nkh,nk->nh", tf.gather(values, self.slot), weights)
+        """`sum_j weights[n, j] * values[slot[n, j]]`: `[M, H]` -> `[N, H]`.
+
+        One `[N, H]` gather per choice: gathering `[N, k, H]` with 2-D indices is about
+        twice as slow on CPU as k 1-D gathers.
+        """
+        return tf.add_n([tf.gather(values, self.slot[:, j]) * weights[:, j:j + 1]
+                         for j in range(self.slot.shape[-1])])
 
     def dispatch(self, inputs):
         """`[G, S, H]` -> `[E, G * capacity, H]`."""
@@ -109,10 +112,13 @@ class GatherDispatcher:
         @tf.custom_gradient
         def combine(flat_outputs, weights):
             def grad(d_tokens):
-                slot_weight = self._slot_values(weights)
-                d_outputs = tf.gather(d_tokens, self.token_for_slot) * slot_weight[:, None]
-                picked = tf.gather(flat_outputs, self.slot)                    # [N, k, H]
-                d_weights = tf.einsum("nkh,nh->nk", picked, d_tokens)
+                # Everything in slot space: one gather of the token gradients serves
+                # both the expert-output gradient and the gate gradient
+                # `d_weights[n, j] = <outputs[slot[n, j]], d_tokens[n]>`.
+                d_tokens_by_slot = tf.gather(d_tokens, self.token_for_slot)     # [M, H]
+                d_outputs = d_tokens_by_slot * self._slot_values(weights)[:, None]
+                d_slot_weight = tf.reduce_sum(flat_outputs * d_tokens_by_slot, -1)  # [M]
+                d_weights = tf.gather(d_slot_weight, self.slot)                  # [N, k]
                 return d_outputs, d_weights * tf.cast(self.kept, d_weights.dtype)
             return self._gather_by_assignment(flat_outputs, weights), grad
 

@@ -7,7 +7,24 @@ way in, since this sublayer's dtype policy is float32.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+
+@tf.custom_gradient
+def _router_matmul(tokens, kernel):
+    """`[N, hidden] @ [hidden, E]` whose kernel gradient is `(dy^T @ x)^T`.
+
+    `x^T @ dy` (the autodiff form) contracts over the long token axis with the tall
+    operand transposed: about 1.8x slower on CPU than `dy^T @ x` plus the transpose of
+    the small `[E, hidden]` result.
+    """
+    def grad(d_logits):
+        d_tokens = tf.matmul(d_logits, kernel, transpose_b=True)
+        d_kernel = tf.transpose(tf.matmul(d_logits, tokens, transpose_a=True))
+        return d_tokens, d_kernel
+
+    return tf.matmul(tokens, kernel), grad
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -40,7 +57,12 @@ class Router(keras.layers.Layer):
             inputs = inputs * keras.random.uniform(
                 ops.shape(inputs), 1.0 - self.jitter_noise, 1.0 + self.jitter_noise,
                 dtype=inputs.dtype, seed=self._seed_generator)
-        return ops.matmul(inputs, self.kernel)
+        hidden = inputs.shape[-1]
+        # The kernel as a tensor (read under any autocast scope), not the variable.
+        logits = _router_matmul(tf.reshape(inputs, [-1, hidden]), tf.convert_to_tensor(self.kernel))
+        leading = [dim if dim is not None else tf.shape(inputs)[axis]
+                   for axis, dim in enumerate(inputs.shape[:-1])]
+        return tf.reshape(logits, leading + [self.num_experts])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.num_experts,)
