@@ -63,27 +63,32 @@ def read_tf_config() -> dict:
     return config
 
 
-def task_info() -> tuple[str | None, int]:
-    """`(task_type, task_index)` from `TF_CONFIG`; `(None, 0)` without one."""
-    config = read_tf_config()
+def _task_of(config: dict) -> tuple[str | None, int]:
     task = config.get("task") or {}
     return task.get("type"), int(task.get("index", 0))
 
 
+def task_info() -> tuple[str | None, int]:
+    """`(task_type, task_index)` from `TF_CONFIG`; `(None, 0)` without one."""
+    return _task_of(read_tf_config())
+
+
 def is_chief() -> bool:
     """True for the process that writes outputs: no cluster, the chief, or worker 0 without a chief."""
-    config = read_tf_config()
-    task_type, index = task_info()
-    if task_type is None:
-        return True
-    if task_type == "chief":
+    return _is_chief(read_tf_config())
+
+
+def _is_chief(config: dict) -> bool:
+    task_type, index = _task_of(config)
+    if task_type in (None, "chief"):
         return True
     return task_type == "worker" and index == 0 and "chief" not in config.get("cluster", {})
 
 
 def worker_output_dir(output_dir: str) -> str:
     """`output_dir` on the chief; `output_dir/workers/<type>_<index>` on the other workers."""
-    if is_chief():
+    config = read_tf_config()
+    if _is_chief(config):
         return output_dir
-    task_type, index = task_info()
+    task_type, index = _task_of(config)
     return os.path.join(output_dir, "workers", f"{task_type}_{index}")
