@@ -67,7 +67,7 @@ class _AutodiffExperts(keras.layers.Layer):
     """`ExpertFeedForward`'s computation with plain `tf.matmul` (autodiff gradients)."""
 
     def __init__(self, experts):
-        super().__init__()
+        super().__init__(name="autodiff_experts")  # the class name is no valid TF scope
         self.experts = experts
 
     def call(self, x, training=None):
