@@ -119,6 +119,24 @@ def test_training_steps_reduce_loss(run_eagerly):
     assert last < first
 
 
+@pytest.mark.parametrize("routing_metrics", [True, False])
+def test_routing_metrics_option_reaches_the_logs(routing_metrics):
+    model = SwitchDecoderLM.from_preset("switch_lm_tiny_8", routing_metrics=routing_metrics,
+                                        **SMALL)
+    model.compile(optimizer="sgd",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = _lm_inputs(batch=2)
+    logs = model.train_on_batch(x, np.roll(x["token_ids"], -1, axis=1), return_dict=True)
+    routing_keys = [key for key in logs if key.endswith("/dropped_fraction")]
+    # One entry per sparse layer (switch_lm_tiny_8: layers 1 and 3), or none.
+    assert len(routing_keys) == (2 if routing_metrics else 0), sorted(logs)
+    assert model.get_config()["routing_metrics"] is routing_metrics
+    for index in model.decoder.sparse_layers:
+        layer = model.decoder.blocks[index].feed_forward
+        assert layer.routing_metrics is routing_metrics
+        assert float(layer.routing_stats["router_z_loss"]) > 0  # still recorded
+
+
 # Sparse layer placement ----------------------------------------------------------------
 
 def test_sparse_layers_follow_sparse_step():

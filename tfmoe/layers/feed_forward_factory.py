@@ -14,6 +14,7 @@ MOE_OPTION_NAMES = (
     "router_dtype",
     "init_scale",
     "dispatch",
+    "routing_metrics",
 )
 
 

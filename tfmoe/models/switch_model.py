@@ -37,6 +37,9 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
       routing: "top1" (`SwitchFeedForward`) or "top2" (`Top2FeedForward`).
       capacity_factor, eval_capacity_factor, jitter_noise, load_balance_weight,
         z_loss_weight, router_dtype, init_scale, dispatch: MoE layer options.
+      routing_metrics: log each MoE layer's routing metrics (`<layer>/dropped_fraction`,
+        `<layer>/expert_load_max`, `<layer>/router_z_loss`) in `fit`/`evaluate`;
+        False keeps the logs short (`routing_stats` still works).
       expert_dropout: dropout on the experts' hidden units (defaults to `dropout`;
         the Switch paper fine-tunes with 0.4).
       router_ignore_padding_tokens: keep padding tokens out of the routers (default).
@@ -55,7 +58,7 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
                  sparse_step=2, routing="top1", capacity_factor=1.25,
                  eval_capacity_factor=2.0, jitter_noise=0.0, load_balance_weight=0.01,
                  z_loss_weight=0.0, router_dtype="float32", init_scale=0.1, dispatch="auto",
-                 expert_dropout=None, router_ignore_padding_tokens=True, pad_token_id=0,
+                 routing_metrics=True, expert_dropout=None, router_ignore_padding_tokens=True, pad_token_id=0,
                  eos_token_id=1, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("vocabulary_size", vocabulary_size), ("hidden_dim", hidden_dim),
@@ -101,6 +104,7 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
         self.router_dtype = router_dtype
         self.init_scale = float(init_scale)
         self.dispatch = dispatch
+        self.routing_metrics = bool(routing_metrics)
         self.expert_dropout = None if expert_dropout is None else float(expert_dropout)
         self.router_ignore_padding_tokens = bool(router_ignore_padding_tokens)
         self.pad_token_id = int(pad_token_id)
