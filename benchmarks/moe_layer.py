@@ -1,7 +1,8 @@
 """MoE layer speed and memory, as ratios measured side by side in one process.
 
 Forward + backward step (gradients w.r.t. the weights and the input), best of
-`--repeats` interleaved round-robin across the layers compared, hidden 512, intermediate 2048, float32, `tf.function` graphs.
+`--repeats` interleaved round-robin across the layers compared, hidden 512, intermediate
+2048, float32, `tf.function` graphs.
 
 1. Scaling in experts at a fixed 256 tokens per expert (input `[E, 256, 512]`, capacity
    factor 1.0): SwitchFeedForward and Top2FeedForward vs a dense FFN (a pair of bias-free
@@ -14,7 +15,8 @@ Forward + backward step (gradients w.r.t. the weights and the input), best of
 Usage:
   python benchmarks/moe_layer.py                     # full run (several minutes on 2 cores)
   python benchmarks/moe_layer.py --experts 8 --repeats 3 --skip_memory   # quick look
-  python benchmarks/moe_layer.py --gradient_ablation --experts 8 32   # experts: our grads vs autodiff
+  python benchmarks/moe_layer.py --gradient_ablation --experts 8 32  # our grads vs autodiff
+  python benchmarks/moe_layer.py --matmul_floor --experts 8 32   # per-expert GEMMs vs one GEMM
 """
 
 import os
@@ -96,24 +98,72 @@ def make_step(layer, x, jit_compile=False, build_by_call=True):
     return step
 
 
-def time_steps(layers, x, repeats, jit_compile=False):
-    """Best step time of each layer; repeats interleaved round-robin so that a busy
-    stretch of the machine hits every layer alike."""
-    steps = {}
-    for kind, layer in layers.items():
-        steps[kind] = make_step(layer, x, jit_compile and kind != "mixtral")
-        for _ in range(2):
-            steps[kind](x)
-    best = dict.fromkeys(steps, float("inf"))
+def best_times(fns, repeats, short=()):
+    """Best wall time of each zero-argument callable (its result fetched), repeats
+    interleaved round-robin so that a busy stretch of the machine hits every one alike.
+    Callables named in `short` run two rounds only."""
+    best = dict.fromkeys(fns, float("inf"))
     for round_index in range(repeats):
-        for kind, step in steps.items():
-            if kind == "mixtral" and round_index >= 2:
-                continue  # every expert on every token: slow, two repeats are enough
+        for kind, fn in fns.items():
+            if kind in short and round_index >= 2:
+                continue
             start = time.perf_counter()
-            loss, grads = step(x)
-            _ = [g.numpy() for g in grads[:1]] + [loss.numpy()]
+            tf.nest.map_structure(lambda t: t.numpy(), fn())
             best[kind] = min(best[kind], time.perf_counter() - start)
     return best
+
+
+def time_steps(layers, x, repeats, jit_compile=False):
+    """Best step time of each layer (see `best_times`)."""
+    steps = {}
+    for kind, layer in layers.items():
+        step = make_step(layer, x, jit_compile and kind != "mixtral")
+        for _ in range(2):
+            step(x)
+        # Fetch the loss and the input gradient (the other gradients are computed too).
+        steps[kind] = lambda step=step: (lambda out: (out[0], out[1][0]))(step(x))
+    # MixtralSparseMoeBlock runs every expert on every token: two repeats are enough.
+    return best_times(steps, repeats, short=("mixtral",))
+
+
+def _first_element(fn):
+    """`fn` as a graph that returns one element of its result: the product is computed
+    in full, but fetching it costs nothing."""
+    return tf.function(lambda: tf.reshape(fn(), [-1])[:1], autograph=False)
+
+
+def matmul_floor(num_experts, repeats):
+    """The expert FFN's six products (forward, input gradient and weight gradient of
+    `x @ wi` and `h @ wo`) as one 2-D GEMM over all `E * 256` tokens (what the dense FFN
+    runs) and as E per-expert GEMMs of 256 tokens each, batched (what tfmoe runs, in
+    the forms `tfmoe.layers.feed_forward_math.expert_matmul` uses). Same FLOPs.
+
+    Returns `{(weight, product): (2-D seconds, per-expert seconds)}`.
+    """
+    fns = {}
+    for weight, (d_in, d_out) in (("wi", (HIDDEN, INTERMEDIATE)),
+                                  ("wo", (INTERMEDIATE, HIDDEN))):
+        x = tf.random.normal([num_experts, TOKENS_PER_EXPERT, d_in])
+        dy = tf.random.normal([num_experts, TOKENS_PER_EXPERT, d_out])
+        w = tf.random.normal([num_experts, d_in, d_out])
+        x2, dy2, w2 = tf.reshape(x, [-1, d_in]), tf.reshape(dy, [-1, d_out]), w[0]
+        products = {
+            "forward": (lambda x2=x2, w2=w2: tf.matmul(x2, w2),
+                        lambda x=x, w=w: tf.matmul(x, w)),
+            "input grad": (lambda dy2=dy2, w2=w2: tf.matmul(dy2, w2, transpose_b=True),
+                           lambda dy=dy, w=w: tf.linalg.matrix_transpose(
+                               tf.matmul(w, dy, adjoint_b=True))),
+            "weight grad": (lambda x2=x2, dy2=dy2: tf.matmul(x2, dy2, transpose_a=True),
+                            lambda x=x, dy=dy: tf.matmul(x, dy, adjoint_a=True)),
+        }
+        for product, (one_gemm, per_expert) in products.items():
+            fns[(weight, product, "2-D")] = _first_element(one_gemm)
+            fns[(weight, product, "experts")] = _first_element(per_expert)
+    for fn in fns.values():
+        fn()
+    best = best_times(fns, repeats)
+    return {key[:2]: (best[key[:2] + ("2-D",)], best[key[:2] + ("experts",)])
+            for key in fns if key[2] == "2-D"}
 
 
 def peak_memory_mb(kind, num_experts, shape):
@@ -153,6 +203,8 @@ def main():
     parser.add_argument("--skip_memory", action="store_true")
     parser.add_argument("--gradient_ablation", action="store_true",
                         help="only time the experts with tfmoe's matmul gradients vs autodiff")
+    parser.add_argument("--matmul_floor", action="store_true",
+                        help="only time E per-expert GEMMs against one GEMM of the same FLOPs")
     parser.add_argument("--skip_timing", action="store_true")
     parser.add_argument("--dispatch", default="gather", choices=["gather", "einsum"])
     parser.add_argument("--jit_compile", action="store_true",
@@ -173,6 +225,22 @@ def main():
             d = times["dense"]
             print(f"{num_experts:>8} {d:>9.3f} {times['experts'] / d:>12.2f} "
                   f"{times['experts_autodiff'] / d:>15.2f}", flush=True)
+        return
+
+    if args.matmul_floor:
+        print("The FFN's products on E x 256 tokens: E per-expert GEMMs (batched) relative "
+              "to one 2-D GEMM of the same FLOPs")
+        print(f"{'experts':>8} {'weight':>7} {'product':>12} {'2-D ms':>8} "
+              f"{'per-expert/2-D':>15}")
+        for num_experts in args.experts:
+            times = matmul_floor(num_experts, args.repeats)
+            for (weight, product), (one, per_expert) in times.items():
+                print(f"{num_experts:>8} {weight:>7} {product:>12} {one * 1e3:>8.1f} "
+                      f"{per_expert / one:>15.2f}", flush=True)
+            total_one = sum(one for one, _ in times.values())
+            total_experts = sum(per_expert for _, per_expert in times.values())
+            print(f"{num_experts:>8} {'all':>7} {'six':>12} {total_one * 1e3:>8.1f} "
+                  f"{total_experts / total_one:>15.2f}", flush=True)
         return
 
     if args.skip_timing:
