@@ -120,8 +120,13 @@ def time_steps(layers, x, repeats, jit_compile=False):
         step = make_step(layer, x, jit_compile and kind != "mixtral")
         for _ in range(2):
             step(x)
-        # Fetch the loss and the input gradient (the other gradients are computed too).
-        steps[kind] = lambda step=step: (lambda out: (out[0], out[1][0]))(step(x))
+
+        def loss_and_input_grad(step=step):
+            # Fetching these two is enough: the graph computes every gradient anyway.
+            loss, grads = step(x)
+            return loss, grads[0]
+
+        steps[kind] = loss_and_input_grad
     # MixtralSparseMoeBlock runs every expert on every token: two repeats are enough.
     return best_times(steps, repeats, short=("mixtral",))
 
@@ -156,14 +161,15 @@ def matmul_floor(num_experts, repeats):
             "weight grad": (lambda x2=x2, dy2=dy2: tf.matmul(x2, dy2, transpose_a=True),
                             lambda x=x, dy=dy: tf.matmul(x, dy, adjoint_a=True)),
         }
-        for product, (one_gemm, per_expert) in products.items():
-            fns[(weight, product, "2-D")] = _first_element(one_gemm)
-            fns[(weight, product, "experts")] = _first_element(per_expert)
+        for product, pair in products.items():
+            for variant, fn in zip(("2-D", "experts"), pair):
+                fns[(weight, product, variant)] = _first_element(fn)
     for fn in fns.values():
         fn()
     best = best_times(fns, repeats)
-    return {key[:2]: (best[key[:2] + ("2-D",)], best[key[:2] + ("experts",)])
-            for key in fns if key[2] == "2-D"}
+    return {(weight, product): (best[(weight, product, "2-D")],
+                                best[(weight, product, "experts")])
+            for weight, product, variant in fns if variant == "2-D"}
 
 
 def peak_memory_mb(kind, num_experts, shape):

@@ -58,8 +58,8 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
                  sparse_step=2, routing="top1", capacity_factor=1.25,
                  eval_capacity_factor=2.0, jitter_noise=0.0, load_balance_weight=0.01,
                  z_loss_weight=0.0, router_dtype="float32", init_scale=0.1, dispatch="auto",
-                 routing_metrics=True, expert_dropout=None, router_ignore_padding_tokens=True, pad_token_id=0,
-                 eos_token_id=1, **kwargs):
+                 routing_metrics=True, expert_dropout=None, router_ignore_padding_tokens=True,
+                 pad_token_id=0, eos_token_id=1, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("vocabulary_size", vocabulary_size), ("hidden_dim", hidden_dim),
                             ("num_heads", num_heads), ("intermediate_dim", intermediate_dim),
