@@ -15,7 +15,7 @@ Forward + backward step (gradients w.r.t. the weights and the input), best of
 Usage:
   python benchmarks/moe_layer.py                     # full run (several minutes on 2 cores)
   python benchmarks/moe_layer.py --experts 8 --repeats 3 --skip_memory   # quick look
-  python benchmarks/moe_layer.py --gradient_ablation --experts 8 32  # our grads vs autodiff
+  python benchmarks/moe_layer.py --layout_ablation --experts 8 32  # expert kernel layouts
   python benchmarks/moe_layer.py --matmul_floor --experts 8 32   # per-expert GEMMs vs one GEMM
 """
 
@@ -28,7 +28,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -54,29 +53,33 @@ def make_layer(kind, num_experts, dispatch="gather"):
     if kind == "top2":
         return tfmoe.layers.Top2FeedForward(
             num_experts, INTERMEDIATE, capacity_factor=1.0, dispatch=dispatch)
-    if kind in ("experts", "experts_autodiff"):
-        # The experts alone on [E, tokens, hidden] buffers: tfmoe's hand-written matmul
-        # gradients against TensorFlow's autodiff ones (the same weights and math).
-        experts = tfmoe.layers.ExpertFeedForward(num_experts, INTERMEDIATE)
-        return experts if kind == "experts" else _AutodiffExperts(experts)
+    if kind in ("experts", "experts_token_major"):
+        # The experts alone on [E, tokens, hidden] buffers: tfmoe's kernel layout against
+        # the token-major one (the same weights and math, autodiff gradients in both).
+        if kind == "experts":
+            return tfmoe.layers.ExpertFeedForward(num_experts, INTERMEDIATE)
+        return _TokenMajorExperts(num_experts)
     if kind == "mixtral":
         from keras_hub.src.models.mixtral.mixtral_decoder import MixtralSparseMoeBlock
         return MixtralSparseMoeBlock(HIDDEN, INTERMEDIATE, num_experts, top_k=2)
     raise ValueError(f"unknown layer kind {kind!r}")
 
 
-class _AutodiffExperts(keras.layers.Layer):
-    """`ExpertFeedForward`'s computation with plain `tf.matmul` (autodiff gradients)."""
+class _TokenMajorExperts(keras.layers.Layer):
+    """`ExpertFeedForward`'s computation with `wi` stored `[E, hidden, intermediate]` and
+    token-major hidden activations `[E, tokens, intermediate]`: `relu(x @ wi) @ wo`."""
 
-    def __init__(self, experts):
-        super().__init__(name="autodiff_experts")  # the class name is no valid TF scope
-        self.experts = experts
+    def __init__(self, num_experts):
+        super().__init__(name="token_major_experts")  # the class name is no valid TF scope
+        self.num_experts = num_experts
+
+    def build(self, input_shape):
+        init = tfmoe.layers.ExpertVarianceScaling(0.1)
+        self.wi = self.add_weight(shape=(self.num_experts, HIDDEN, INTERMEDIATE), initializer=init)
+        self.wo = self.add_weight(shape=(self.num_experts, INTERMEDIATE, HIDDEN), initializer=init)
 
     def call(self, x, training=None):
-        if not self.experts.built:
-            self.experts.build(x.shape)
-        hidden = tf.nn.relu(tf.matmul(x, self.experts.wi))
-        return tf.matmul(hidden, self.experts.wo)
+        return tf.matmul(tf.nn.relu(tf.matmul(x, self.wi)), self.wo)
 
 
 def make_step(layer, x, jit_compile=False, build_by_call=True):
@@ -139,37 +142,40 @@ def _first_element(fn):
 
 def matmul_floor(num_experts, repeats):
     """The expert FFN's six products (forward, input gradient and weight gradient of
-    `x @ wi` and `h @ wo`) as one 2-D GEMM over all `E * 256` tokens (what the dense FFN
-    runs) and as E per-expert GEMMs of 256 tokens each, batched (what tfmoe runs, in
-    the forms `tfmoe.layers.feed_forward_math.expert_matmul` uses). Same FLOPs.
+    the `wi` and `wo` projections) as one 2-D GEMM over all `E * 256` tokens (what the
+    dense FFN runs) and as E per-expert GEMMs of 256 tokens each, batched, in the forms
+    `tfmoe.layers.feed_forward_math.expert_feed_forward` and TensorFlow's `BatchMatMul`
+    gradients run (kernels `[E, F, H]`, hidden activations `[E, F, T]`). Same FLOPs.
 
     Returns `{(weight, product): (2-D seconds, per-expert seconds)}`.
     """
-    fns = {}
-    for weight, (d_in, d_out) in (("wi", (HIDDEN, INTERMEDIATE)),
-                                  ("wo", (INTERMEDIATE, HIDDEN))):
-        x = tf.random.normal([num_experts, TOKENS_PER_EXPERT, d_in])
-        dy = tf.random.normal([num_experts, TOKENS_PER_EXPERT, d_out])
-        w = tf.random.normal([num_experts, d_in, d_out])
-        x2, dy2, w2 = tf.reshape(x, [-1, d_in]), tf.reshape(dy, [-1, d_out]), w[0]
-        products = {
-            "forward": (lambda x2=x2, w2=w2: tf.matmul(x2, w2),
-                        lambda x=x, w=w: tf.matmul(x, w)),
-            "input grad": (lambda dy2=dy2, w2=w2: tf.matmul(dy2, w2, transpose_b=True),
-                           lambda dy=dy, w=w: tf.linalg.matrix_transpose(
-                               tf.matmul(w, dy, adjoint_b=True))),
-            "weight grad": (lambda x2=x2, dy2=dy2: tf.matmul(x2, dy2, transpose_a=True),
-                            lambda x=x, dy=dy: tf.matmul(x, dy, adjoint_a=True)),
-        }
-        for product, pair in products.items():
-            for variant, fn in zip(("2-D", "experts"), pair):
-                fns[(weight, product, variant)] = _first_element(fn)
+    e, t, h, f = num_experts, TOKENS_PER_EXPERT, HIDDEN, INTERMEDIATE
+    x, dy = tf.random.normal([e, t, h]), tf.random.normal([e, t, h])   # tokens [E, T, H]
+    hid_t, dhid_t = tf.random.normal([e, f, t]), tf.random.normal([e, f, t])  # [E, F, T]
+    w = tf.random.normal([e, f, h])                                    # wi, wo [E, F, H]
+    x2, dy2 = tf.reshape(x, [-1, h]), tf.reshape(dy, [-1, h])          # [E*T, H]
+    hid2 = dhid2 = tf.random.normal([e * t, f])                        # [E*T, F]
+    wi2, wo2 = tf.random.normal([h, f]), tf.random.normal([f, h])      # dense [in, out]
+    mm = tf.matmul
+    products = {
+        ("wi", "forward"): (lambda: mm(x2, wi2), lambda: mm(w, x, adjoint_b=True)),
+        ("wi", "input grad"): (lambda: mm(dhid2, wi2, transpose_b=True),
+                               lambda: mm(dhid_t, w, adjoint_a=True)),
+        ("wi", "weight grad"): (lambda: mm(x2, dhid2, transpose_a=True),
+                                lambda: mm(dhid_t, x)),
+        ("wo", "forward"): (lambda: mm(hid2, wo2), lambda: mm(hid_t, w, adjoint_a=True)),
+        ("wo", "input grad"): (lambda: mm(dy2, wo2, transpose_b=True),
+                               lambda: mm(w, dy, adjoint_b=True)),
+        ("wo", "weight grad"): (lambda: mm(hid2, dy2, transpose_a=True),
+                                lambda: mm(hid_t, dy)),
+    }
+    fns = {(weight, product, variant): _first_element(fn)
+           for (weight, product), pair in products.items()
+           for variant, fn in zip(("2-D", "experts"), pair)}
     for fn in fns.values():
         fn()
     best = best_times(fns, repeats)
-    return {(weight, product): (best[(weight, product, "2-D")],
-                                best[(weight, product, "experts")])
-            for weight, product, variant in fns if variant == "2-D"}
+    return {key: (best[key + ("2-D",)], best[key + ("experts",)]) for key in products}
 
 
 def peak_memory_mb(kind, num_experts, shape):
@@ -187,18 +193,21 @@ def _memory_child(spec):
     layer.build(tuple(shape))  # weights only: no forward pass before the baseline
     step = make_step(layer, x, build_by_call=False)
     step.get_concrete_function(x)  # trace (no execution) before the baseline
-    before_kb = _current_rss_kb()  # what is resident now, not the peak so far
+    before_kb = _proc_status_kb("VmRSS")  # what is resident now, not the peak so far
     step(x)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not `getrusage`'s ru_maxrss: Linux carries ru_maxrss over from the parent
+    # through fork + exec, so after the timing runs it reads the parent's peak.
+    peak_kb = _proc_status_kb("VmHWM")
     print(max(0, peak_kb - before_kb) / 1024.0)
 
 
-def _current_rss_kb():
+def _proc_status_kb(field):
+    """A `/proc/self/status` memory field (`VmRSS`, `VmHWM`, ...) in kB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def main():
@@ -207,8 +216,8 @@ def main():
     parser.add_argument("--anchor_experts", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip_memory", action="store_true")
-    parser.add_argument("--gradient_ablation", action="store_true",
-                        help="only time the experts with tfmoe's matmul gradients vs autodiff")
+    parser.add_argument("--layout_ablation", action="store_true",
+                        help="only time the experts in tfmoe's kernel layout vs token-major")
     parser.add_argument("--matmul_floor", action="store_true",
                         help="only time E per-expert GEMMs against one GEMM of the same FLOPs")
     parser.add_argument("--skip_timing", action="store_true")
@@ -220,17 +229,17 @@ def main():
     if args._memory_child:
         return _memory_child(args._memory_child)
 
-    if args.gradient_ablation:
+    if args.layout_ablation:
         print("Experts alone on [E, 256, 512] buffers, step time relative to the dense FFN")
-        print(f"{'experts':>8} {'dense s':>9} {'tfmoe grads':>12} {'autodiff grads':>15}")
+        print(f"{'experts':>8} {'dense s':>9} {'tfmoe layout':>13} {'token-major':>12}")
         for num_experts in args.experts:
             x = tf.random.normal([num_experts, TOKENS_PER_EXPERT, HIDDEN])
             times = time_steps({kind: make_layer(kind, num_experts)
-                                for kind in ("dense", "experts", "experts_autodiff")},
+                                for kind in ("dense", "experts", "experts_token_major")},
                                x, args.repeats)
             d = times["dense"]
-            print(f"{num_experts:>8} {d:>9.3f} {times['experts'] / d:>12.2f} "
-                  f"{times['experts_autodiff'] / d:>15.2f}", flush=True)
+            print(f"{num_experts:>8} {d:>9.3f} {times['experts'] / d:>13.2f} "
+                  f"{times['experts_token_major'] / d:>12.2f}", flush=True)
         return
 
     if args.matmul_floor:

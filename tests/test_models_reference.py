@@ -41,10 +41,9 @@ def hf_state_dict(model):
             ff = block.feed_forward
             if block.is_sparse:
                 sd[f"{p}.{f}.mlp.router.classifier.weight"] = np.asarray(ff.router.kernel).T
-                for j in range(ff.num_experts):
-                    for w in ("wi", "wo"):
-                        sd[f"{p}.{f}.mlp.experts.expert_{j}.{w}.weight"] = np.asarray(
-                            getattr(ff.experts, w))[j].T
+                for j in range(ff.num_experts):  # tfmoe: wi [E, out, in], wo [E, in, out]
+                    sd[f"{p}.{f}.mlp.experts.expert_{j}.wi.weight"] = np.asarray(ff.experts.wi)[j]
+                    sd[f"{p}.{f}.mlp.experts.expert_{j}.wo.weight"] = np.asarray(ff.experts.wo)[j].T
             else:
                 for w in ("wi", "wo"):
                     sd[f"{p}.{f}.mlp.{w}.weight"] = np.asarray(getattr(ff, w)).T

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmoe.layers import (MoeFeedForward, SwitchFeedForward, Top2FeedForward,
+from tfmoe.layers import (ExpertFeedForward, ExpertVarianceScaling, MoeFeedForward,
+                          SwitchFeedForward, Top2FeedForward,
                           load_balancing_loss, router_z_loss)
 
 LAYERS = [SwitchFeedForward, Top2FeedForward]
@@ -32,10 +33,11 @@ def _reference(layer, x, k):
     for b, s in np.ndindex(*x.shape[:2]):
         for j in range(k):
             e = order[b, s, j]
+            # Expert kernels are stored [E, intermediate, hidden]: wi* as [out, in].
             if layer.gated:
-                h = np.maximum(x[b, s] @ experts["wi_0"][e], 0) * (x[b, s] @ experts["wi_1"][e])
+                h = np.maximum(experts["wi_0"][e] @ x[b, s], 0) * (experts["wi_1"][e] @ x[b, s])
             else:
-                h = np.maximum(x[b, s] @ experts["wi"][e], 0)
+                h = np.maximum(experts["wi"][e] @ x[b, s], 0)
             out[b, s] += gates[b, s, j] * (h @ experts["wo"][e])
     return out
 
@@ -58,8 +60,8 @@ def _autodiff_reference(layer, x, k):
     """The layer's output with plain TensorFlow ops and autodiff gradients only.
 
     Unlimited capacity, expert by expert with masks: no custom gradient anywhere, so
-    it checks the hand-written gradients of the router, the expert matmuls and
-    dispatch/combine.
+    it checks the hand-written gradients of the router and dispatch/combine, and the
+    experts' batched (feature-major) matmuls.
     """
     logits = tf.matmul(x, layer.router.kernel)
     probs = tf.nn.softmax(logits)
@@ -69,10 +71,12 @@ def _autodiff_reference(layer, x, k):
     out = tf.zeros_like(x)
     for e in range(layer.num_experts):
         gate = tf.reduce_sum(top_gates * tf.cast(tf.equal(order, e), x.dtype), -1, keepdims=True)
+        def project_in(kernel):  # stored [E, out, in]
+            return tf.matmul(x, kernel[e], transpose_b=True)
         if layer.gated:
-            h = tf.nn.relu(x @ layer.experts.wi_0[e]) * (x @ layer.experts.wi_1[e])
+            h = tf.nn.relu(project_in(layer.experts.wi_0)) * project_in(layer.experts.wi_1)
         else:
-            h = tf.nn.relu(x @ layer.experts.wi[e])
+            h = tf.nn.relu(project_in(layer.experts.wi))
         out += gate * (h @ layer.experts.wo[e])
     return out
 
@@ -268,9 +272,35 @@ def test_generic_top_k_layer_round_trips():
 def test_init_scale_sets_expert_weight_std():
     layer = SwitchFeedForward(8, 256, init_scale=0.1)
     layer.build((None, None, 128))
-    wi = layer.experts.wi.numpy()
-    assert wi.std() == pytest.approx(np.sqrt(0.1 / 128), rel=0.05)
-    assert np.abs(wi).max() <= 2 * np.sqrt(0.1 / 128) / 0.8796 + 1e-6  # truncated
+    # Fan-in is the hidden size (128) for wi and the intermediate size (256) for wo,
+    # although both are stored [E, 256, 128].
+    for name, fan_in in (("wi", 128), ("wo", 256)):
+        w = getattr(layer.experts, name).numpy()
+        assert w.shape == (8, 256, 128)
+        assert w.std() == pytest.approx(np.sqrt(0.1 / fan_in), rel=0.05), name
+        assert np.abs(w).max() <= 2 * np.sqrt(0.1 / fan_in) / 0.8796 + 1e-6  # truncated
+
+
+def test_expert_kernel_in_out_layout():
+    experts = ExpertFeedForward(3, 12, gated=True)
+    x = tf.random.stateless_normal([3, 5, 8], seed=[4, 2])
+    y = experts(x)
+    assert experts.kernel_names == ("wi_0", "wi_1", "wo")
+    kernels = {name: experts.kernel_in_out(name) for name in experts.kernel_names}
+    assert [tuple(k.shape) for k in kernels.values()] == [(3, 8, 12), (3, 8, 12), (3, 12, 8)]
+    for e in range(3):
+        hidden = tf.nn.relu(x[e] @ kernels["wi_0"][e]) * (x[e] @ kernels["wi_1"][e])
+        np.testing.assert_allclose(y[e], hidden @ kernels["wo"][e], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="expert kernel 'w1'"):
+        experts.stored_out_in("w1")
+
+
+def test_expert_variance_scaling_fan_in_axis():
+    init = ExpertVarianceScaling(0.1, seed=1, fan_in_axis=-1)
+    assert ExpertVarianceScaling.from_config(init.get_config()).fan_in_axis == -1
+    assert float(np.std(init((4, 512, 64)))) == pytest.approx(np.sqrt(0.1 / 64), rel=0.05)
+    with pytest.raises(ValueError, match="fan_in_axis"):
+        ExpertVarianceScaling(0.1, fan_in_axis=0)
 
 
 def test_jitter_and_expert_dropout_only_in_training():

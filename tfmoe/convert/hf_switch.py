@@ -171,7 +171,9 @@ def hf_weight_plan(model):
     `convert` maps the list of Hugging Face arrays named by `hf_names` (PyTorch layout,
     `Linear.weight` is `[out, in]`) to the variable's value: `_copy` (embeddings,
     norm scales, relative bias `[buckets, heads]`), `_linear` (transpose to the Keras
-    `[in, out]` kernel) or `_experts` (E expert matrices -> `[E, in, out]`).
+    `[in, out]` kernel), `_stack_experts` (E expert `wi` matrices -> `[E, out, in]`,
+    tfmoe's expert `wi` layout) or `_stack_transposed_experts` (E expert `wo` matrices
+    -> `[E, in, out]`).
     """
     yield model.token_embedding.embeddings, ["shared.weight"], _copy
     if not model.tie_embeddings:
@@ -196,10 +198,12 @@ def hf_weight_plan(model):
             ff = block.feed_forward
             if block.is_sparse:
                 yield ff.router.kernel, [f"{f}.mlp.router.classifier.weight"], _linear
-                for w in ("wi", "wo"):
+                for w in ff.experts.kernel_names:
                     yield (getattr(ff.experts, w),
                            [f"{f}.mlp.experts.expert_{j}.{w}.weight"
-                            for j in range(ff.num_experts)], _experts)
+                            for j in range(ff.num_experts)],
+                           _stack_experts if ff.experts.stored_out_in(w)
+                           else _stack_transposed_experts)
             else:
                 for w in ("wi", "wo"):
                     yield getattr(ff, w), [f"{f}.mlp.{w}.weight"], _linear
@@ -266,5 +270,9 @@ def _linear(arrays):
     return np.asarray(arrays[0]).T
 
 
-def _experts(arrays):
+def _stack_experts(arrays):
+    return np.stack([np.asarray(a) for a in arrays])
+
+
+def _stack_transposed_experts(arrays):
     return np.stack([np.asarray(a).T for a in arrays])

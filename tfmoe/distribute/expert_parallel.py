@@ -9,7 +9,7 @@ computation on a 2-D mesh `("batch", "expert")`:
     router       [H, E]           replicated
     routing      RoutingInstructions, one-hot dispatch      per batch shard (einsum, static)
     dispatch     [E, G*C, H]      relayout -> (expert, -, -)   <- the all-to-all
-    experts      wi [E, H, F], wo [E, F, H]  layout (expert, -, -): E/n experts per device
+    experts      wi [E, F, H], wo [E, F, H]  layout (expert, -, -): E/n experts per device
     combine      [E, G*C, H]      relayout -> (-, batch, -)    <- the all-to-all back
     outputs      [G, S, H]        layout (batch, -, -)
 
@@ -28,7 +28,7 @@ sharded = tfmoe.distribute.ExpertParallelMoe(layer, mesh)     # layer: a built M
 outputs, aux_loss = sharded(x, padding_mask, training=True)   # x [batch, seq, hidden]
 sharded.train_step(x, padding_mask, loss_fn, learning_rate)   # one SGD step
 loss, grads = sharded.loss_and_gradients(x, padding_mask, loss_fn)  # grads sharded like weights
-sharded.shard_shapes()     # {"wi": [(E/2, H, F), (E/2, H, F)], ...}
+sharded.shard_shapes()     # {"wi": [(E/2, F, H), (E/2, F, H)], ...}
 sharded.assign_to(layer)   # copy the (trained) weights back
 ```
 See docs/scaling.md for the design at pod scale and its cost estimates.
@@ -132,7 +132,7 @@ class ExpertParallelMoe(tf.Module):
         self._activation = layer.experts.activation
 
     def expert_weight_names(self):
-        return ("wi_0", "wi_1", "wo") if self.layer.gated else ("wi", "wo")
+        return self.layer.experts.kernel_names
 
     @property
     def trainable_dvariables(self):
@@ -180,10 +180,10 @@ class ExpertParallelMoe(tf.Module):
     def _experts(self, expert_inputs):
         w = {name: v.read_value() for name, v in self.expert_weights.items()}
         if self.layer.gated:
-            hidden = self._activation(tf.einsum("eth,ehf->etf", expert_inputs, w["wi_0"])) * tf.einsum(
-                "eth,ehf->etf", expert_inputs, w["wi_1"])
+            hidden = self._activation(tf.einsum("eth,efh->etf", expert_inputs, w["wi_0"])) * tf.einsum(
+                "eth,efh->etf", expert_inputs, w["wi_1"])
         else:
-            hidden = self._activation(tf.einsum("eth,ehf->etf", expert_inputs, w["wi"]))
+            hidden = self._activation(tf.einsum("eth,efh->etf", expert_inputs, w["wi"]))
         return tf.einsum("etf,efh->eth", hidden, w["wo"])
 
     def __call__(self, inputs, padding_mask=None, training=False):

@@ -1,8 +1,9 @@
 """Stacked expert feed-forward networks, one batched matmul per weight."""
 
 import keras
+import tensorflow as tf
 
-from tfmoe.layers.feed_forward_math import feed_forward
+from tfmoe.layers.feed_forward_math import expert_feed_forward
 from tfmoe.layers.initializers import ExpertVarianceScaling
 
 
@@ -10,9 +11,13 @@ from tfmoe.layers.initializers import ExpertVarianceScaling
 class ExpertFeedForward(keras.layers.Layer):
     """`num_experts` independent bias-free FFNs applied to their own token buffers.
 
-    Weights (T5 names): `wi` `[E, hidden, intermediate]` and `wo` `[E, intermediate, hidden]`;
+    Weights (T5 names), all `[E, intermediate, hidden]`: `wi` (each expert's
+    `[out, in]`, as PyTorch's `Linear.weight`) and `wo` (each expert's `[in, out]`);
     with `gated=True` (GEGLU / SwiGLU, T5 v1.1 / Switch-XXL) `wi_0` and `wi_1` replace
-    `wi` and the hidden state is `activation(x @ wi_0) * (x @ wi_1)`.
+    `wi` and the hidden state is `activation(x @ wi_0^T) * (x @ wi_1^T)`. This layout
+    keeps every batched matmul of the forward and backward pass in a fast form (see
+    `feed_forward_math.expert_feed_forward`); `kernel_in_out` gives any kernel as
+    `[E, in, out]`.
 
     Call: `[E, tokens, hidden]` -> `[E, tokens, hidden]`.
 
@@ -37,19 +42,37 @@ class ExpertFeedForward(keras.layers.Layer):
         self._dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
-        hidden = input_shape[-1]
-        in_shape = (self.num_experts, hidden, self.intermediate_dim)
-        out_shape = (self.num_experts, self.intermediate_dim, hidden)
-        init = ExpertVarianceScaling(self.init_scale)
+        shape = (self.num_experts, self.intermediate_dim, input_shape[-1])
+        # `wi` is [E, out, in] (fan-in last), `wo` is [E, in, out].
+        wi_init = ExpertVarianceScaling(self.init_scale, fan_in_axis=-1)
         if self.gated:
-            self.wi_0 = self.add_weight(name="wi_0", shape=in_shape, initializer=init)
-            self.wi_1 = self.add_weight(name="wi_1", shape=in_shape, initializer=init)
+            self.wi_0 = self.add_weight(name="wi_0", shape=shape, initializer=wi_init)
+            self.wi_1 = self.add_weight(name="wi_1", shape=shape, initializer=wi_init)
         else:
-            self.wi = self.add_weight(name="wi", shape=in_shape, initializer=init)
-        self.wo = self.add_weight(name="wo", shape=out_shape, initializer=init)
+            self.wi = self.add_weight(name="wi", shape=shape, initializer=wi_init)
+        self.wo = self.add_weight(name="wo", shape=shape,
+                                  initializer=ExpertVarianceScaling(self.init_scale))
 
     def call(self, inputs, training=None):
-        return feed_forward(inputs, self, self.activation, self._dropout_layer, training)
+        return expert_feed_forward(inputs, self, self.activation, self._dropout_layer, training)
+
+    @property
+    def kernel_names(self):
+        """The kernels' attribute names: `("wi", "wo")` or `("wi_0", "wi_1", "wo")`."""
+        return ("wi_0", "wi_1", "wo") if self.gated else ("wi", "wo")
+
+    @staticmethod
+    def stored_out_in(name):
+        """Whether kernel `name` is stored `[E, out, in]` (`wi*`) rather than `[E, in, out]` (`wo`)."""
+        if name not in ("wi", "wi_0", "wi_1", "wo"):
+            raise ValueError(f"Unknown expert kernel {name!r}.")
+        return name != "wo"
+
+    def kernel_in_out(self, name):
+        """Kernel `name` as `[E, in, out]` (a tensor): `x @ kernel_in_out(name)[e]` is
+        expert `e`'s projection."""
+        kernel = tf.convert_to_tensor(getattr(self, name))
+        return tf.linalg.matrix_transpose(kernel) if self.stored_out_in(name) else kernel
 
     def compute_output_shape(self, input_shape):
         return input_shape

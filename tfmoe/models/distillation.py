@@ -36,6 +36,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfmoe.distribute.keras_fixes import DistributedBuildMixin
+from tfmoe.layers.experts import ExpertFeedForward
 
 SOFT_LOSSES = ("kl", "cross_entropy")
 EXPERT_INITS = ("none", "mean")
@@ -414,18 +415,22 @@ def init_student_from_teacher(student, teacher, expert_init="none", strict=True)
             report["copied"].append(key)
         elif _parent_key(key) in teacher_moe_layers and student_moe is None:
             # A dense feed-forward weight where the teacher has experts.
-            source_key = f"{_parent_key(key)}/experts/{key.rsplit('/', 1)[-1]}"
+            name = key.rsplit('/', 1)[-1]
+            source_key = f"{_parent_key(key)}/experts/{name}"
             source = teacher_weights.get(source_key)
+            if source is not None:  # experts as [E, in, out], the dense kernel's layout
+                source = keras.ops.convert_to_numpy(source[0])
+                if ExpertFeedForward.stored_out_in(name):
+                    source = np.swapaxes(source, 1, 2)
             if expert_init == "none":
                 report["kept"].append(key)
-            elif source is None or tuple(source[0].shape[1:]) != tuple(variable.shape):
-                shape = None if source is None else tuple(source[0].shape)
+            elif source is None or tuple(source.shape[1:]) != tuple(variable.shape):
+                shape = None if source is None else tuple(source.shape)
                 report["mismatched"].append(
                     f"{key}: student {tuple(variable.shape)} vs teacher experts "
-                    f"{source_key} {shape}")
+                    f"{source_key} (as [E, in, out]) {shape}")
             else:
-                value = np.mean(keras.ops.convert_to_numpy(source[0]), axis=0)
-                assignments.append((variable, value))
+                assignments.append((variable, source.mean(axis=0)))
                 report["from_experts"].append(key)
         elif student_moe is not None:
             report["kept"].append(key)  # the student's own experts / router

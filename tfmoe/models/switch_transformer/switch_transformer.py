@@ -54,8 +54,10 @@ class SwitchTransformer(SwitchModel):
       {s}.blocks[i].feed_forward_layer_norm.scale <- {s}.block.{i}.layer.{f}.layer_norm.weight
       dense:  {s}.blocks[i].feed_forward.{wi,wo}  <- {s}.block.{i}.layer.{f}.mlp.{wi,wo}.weight.T
       sparse: {s}.blocks[i].feed_forward.router.kernel <- ....mlp.router.classifier.weight.T
-              {s}.blocks[i].feed_forward.experts.{wi,wo}[j] <- ....mlp.experts.expert_{j}
-                                                     .{wi,wo}.weight.T
+              {s}.blocks[i].feed_forward.experts.wi[j] <- ....mlp.experts.expert_{j}
+                                                     .wi.weight (tfmoe stores it [out, in])
+              {s}.blocks[i].feed_forward.experts.wo[j] <- ....mlp.experts.expert_{j}
+                                                     .wo.weight.T
       {s}.final_layer_norm.scale                  <- {s}.final_layer_norm.weight
     (gated models: `wi_0`, `wi_1` instead of `wi`.)
     """
