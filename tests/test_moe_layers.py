@@ -339,3 +339,41 @@ def test_bad_inputs_name_the_problem():
         layer(tf.zeros([2, 3, 8]))
     with pytest.raises(ValueError, match="padding_mask"):
         layer(tf.zeros([2, 3, 16]), padding_mask=tf.ones([2, 4]))
+
+
+def _batch_matmuls_with_a_transposed_weight(fn, *args):
+    """The `BatchMatMul` ops of `fn`'s graph that take a variable operand adjoint."""
+    def reads_a_variable(tensor):
+        while tensor.op.type in ("Identity", "Cast"):
+            tensor = tensor.op.inputs[0]
+        return tensor.op.type == "ReadVariableOp"
+
+    graph = tf.function(fn).get_concrete_function(*args).graph
+    matmuls = [op for op in graph.get_operations() if op.type.startswith("BatchMatMul")]
+    flagged = [op.name for op in matmuls
+               for operand, adjoint in zip(op.inputs, (op.get_attr("adj_x"), op.get_attr("adj_y")))
+               if adjoint and reads_a_variable(operand)]
+    return matmuls, flagged
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_expert_matmuls_never_take_a_transposed_weight(gated):
+    """The expert layout's point (see `expert_feed_forward`): no forward or backward
+    batched matmul takes a weight operand transposed, the slow form on CPU."""
+    experts = ExpertFeedForward(4, 32, gated=gated)
+    x = tf.random.stateless_normal([4, 8, 16], seed=[1, 1])
+    experts(x)
+
+    def forward_and_backward(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = experts(x)
+        return tape.gradient(y, [x] + experts.trainable_variables)
+
+    matmuls, flagged = _batch_matmuls_with_a_transposed_weight(forward_and_backward, x)
+    assert len(matmuls) == (9 if gated else 6)
+    assert not flagged
+    # The check can fail: token-major `x @ wi^T` with the same kernel takes it transposed.
+    _, flagged = _batch_matmuls_with_a_transposed_weight(
+        lambda x: tf.matmul(x, tf.convert_to_tensor(experts.wo), adjoint_b=True), x)
+    assert flagged
