@@ -17,3 +17,29 @@ from tfmoe.layers.relative_position_bias import RelativePositionBias, relative_p
 from tfmoe.layers.rms_norm import RMSNorm
 from tfmoe.layers.transformer_block import TransformerBlock
 from tfmoe.layers.transformer_stack import TransformerStack
+
+__all__ = [
+    "DenseFeedForward",
+    "EinsumDispatcher",
+    "ExpertFeedForward",
+    "ExpertVarianceScaling",
+    "GatherDispatcher",
+    "MoeFeedForward",
+    "RMSNorm",
+    "RelativePositionBias",
+    "Router",
+    "RoutingInstructions",
+    "RoutingMetrics",
+    "SwitchFeedForward",
+    "T5Attention",
+    "Top2FeedForward",
+    "TransformerBlock",
+    "TransformerStack",
+    "expert_capacity",
+    "is_sparse_layer",
+    "load_balancing_loss",
+    "make_feed_forward",
+    "relative_position_bucket",
+    "route_top_k",
+    "router_z_loss",
+]
