@@ -1,5 +1,6 @@
 """SwitchFeedForward / Top2FeedForward behaviour against per-token references."""
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import tensorflow as tf
 from tfmoe.layers import (ExpertFeedForward, ExpertVarianceScaling, MoeFeedForward,
                           SwitchFeedForward, Top2FeedForward,
                           load_balancing_loss, router_z_loss)
+from tfmoe.layers.experts import FEATURE_MAJOR_LAYOUT, KERNEL_LAYOUT_KEY
 
 LAYERS = [SwitchFeedForward, Top2FeedForward]
 DISPATCH = ["gather", "einsum"]
@@ -261,6 +263,56 @@ def test_keras_round_trip(cls, tmp_path):
                                   restored.predict([x, m], verbose=0))
     layer = restored.layers[-1]
     assert type(layer) is cls and layer.priority == "probability" and layer.gated
+
+
+def _expert_groups(h5_file):
+    """The h5 groups written by `ExpertFeedForward.save_own_variables`."""
+    groups = []
+    h5_file.visititems(lambda name, obj: groups.append(obj)
+                       if isinstance(obj, h5py.Group) and KERNEL_LAYOUT_KEY in obj else None)
+    return groups
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_unmarked_token_major_weights_load_transposed(gated, tmp_path):
+    # hidden == intermediate: the old [E, hidden, intermediate] `wi*` kernels have the
+    # new shape, so only the missing layout marker tells them apart.
+    inputs = keras.Input((12, 16))
+    model = keras.Model(inputs, SwitchFeedForward(4, 16, gated=gated, dispatch="gather",
+                                                  capacity_factor=4.0)(inputs))
+    x = _inputs(batch=2, seq=12).numpy()
+    path = str(tmp_path / "moe.weights.h5")
+    model.save_weights(path)
+    with h5py.File(path, "r+") as f:
+        (group,) = _expert_groups(f)
+        assert int(group[KERNEL_LAYOUT_KEY][()]) == FEATURE_MAJOR_LAYOUT
+        del group[KERNEL_LAYOUT_KEY]  # as written before the marker existed
+        for key in ("0", "1") if gated else ("0",):  # wi_0, wi_1 / wi
+            old = np.swapaxes(group[key][()], -1, -2)
+            del group[key]
+            group[key] = old
+    restored = keras.Model(inputs, SwitchFeedForward(4, 16, gated=gated, dispatch="gather",
+                                                     capacity_factor=4.0)(inputs))
+    restored.load_weights(path)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    for name in restored.layers[-1].experts.kernel_names:
+        np.testing.assert_array_equal(getattr(restored.layers[-1].experts, name),
+                                      getattr(model.layers[-1].experts, name))
+
+
+def test_unknown_kernel_layout_and_wrong_kernel_count_are_rejected():
+    experts = ExpertFeedForward(2, 8)
+    experts.build((2, 3, 4))
+    store = {}
+    experts.save_own_variables(store)
+    assert sorted(store) == ["0", "1", KERNEL_LAYOUT_KEY]
+    with pytest.raises(ValueError, match="kernel_layout.* 7"):
+        experts.load_own_variables({**store, KERNEL_LAYOUT_KEY: np.array(7)})
+    with pytest.raises(ValueError, match="holds 2 expert kernels"):
+        experts.load_own_variables({"0": store["0"], KERNEL_LAYOUT_KEY: store[KERNEL_LAYOUT_KEY]})
+    with pytest.raises(ValueError, match="has shape"):
+        experts.load_own_variables({**store, "1": np.zeros([2, 4, 4])})
 
 
 def test_generic_top_k_layer_round_trips():
