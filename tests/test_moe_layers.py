@@ -277,9 +277,11 @@ def _expert_groups(h5_file):
 def test_unmarked_token_major_weights_load_transposed(gated, tmp_path):
     # hidden == intermediate: the old [E, hidden, intermediate] `wi*` kernels have the
     # new shape, so only the missing layout marker tells them apart.
-    inputs = keras.Input((12, 16))
-    model = keras.Model(inputs, SwitchFeedForward(4, 16, gated=gated, dispatch="gather",
-                                                  capacity_factor=4.0)(inputs))
+    def square_expert_model():
+        inputs = keras.Input((12, 16))
+        return keras.Model(inputs, SwitchFeedForward(4, 16, gated=gated, dispatch="gather",
+                                                     capacity_factor=4.0)(inputs))
+    model = square_expert_model()
     x = _inputs(batch=2, seq=12).numpy()
     path = str(tmp_path / "moe.weights.h5")
     model.save_weights(path)
@@ -291,8 +293,7 @@ def test_unmarked_token_major_weights_load_transposed(gated, tmp_path):
             old = np.swapaxes(group[key][()], -1, -2)
             del group[key]
             group[key] = old
-    restored = keras.Model(inputs, SwitchFeedForward(4, 16, gated=gated, dispatch="gather",
-                                                     capacity_factor=4.0)(inputs))
+    restored = square_expert_model()
     restored.load_weights(path)
     np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-6, atol=1e-6)

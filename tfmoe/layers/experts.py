@@ -109,11 +109,9 @@ class ExpertFeedForward(keras.layers.Layer):
                 f"Layer '{self.name}' holds {len(variables)} expert kernels "
                 f"{self.kernel_names} (gated={self.gated}) but the weights file lists "
                 f"{sorted(keys)}.")
-        out_in = {id(getattr(self, name)) for name in self.kernel_names
-                  if self.stored_out_in(name)}
         for i, variable in enumerate(variables):
             value = np.asarray(store[str(i)])
-            if layout == TOKEN_MAJOR_LAYOUT and id(variable) in out_in:
+            if layout == TOKEN_MAJOR_LAYOUT and self.stored_out_in(variable.name):
                 value = np.swapaxes(value, -1, -2)
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
