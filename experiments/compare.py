@@ -1,17 +1,26 @@
-"""Dense vs Switch at equal FLOPs per token: same data, steps, batch and schedule.
+"""Dense vs sparse at equal FLOPs per token: same data, steps, batch, schedule and seeds.
 
-    python experiments/compare.py --steps=2000 --output_dir=runs/compare
+    python experiments/compare.py --models=dense_lm_tiny,switch_lm_tiny_8 --seeds=0,1 \
+        --steps=600 --output_dir=runs/compare
 
-Trains `--dense` (default `dense_lm_tiny`) and `--switch` (default
-`switch_lm_tiny_8`: the same network with every other feed-forward replaced by 8
-top-1 experts of the same size, so each token costs the same FLOPs) with
-`tfmoe.training.run_pretraining`, then writes `compare.md` (table) and
-`compare_steps.png` / `compare_time.png` (validation loss vs steps and vs
-training wall time) in `--output_dir`, and prints the table.
+Trains every preset of `--models` (the first is the baseline, normally the dense
+twin) once per seed of `--seeds` with `tfmoe.training.run_pretraining`, on the same
+data in the same order for a given seed, then writes to `--output_dir`:
 
-Validation loss here is the token cross-entropy, log(validation perplexity): the
-auxiliary router losses are not part of it. "Steps to reach" interpolates
-linearly between evaluations (every `--steps_per_epoch` steps).
+- `compare.md`: the table (mean over seeds and every seed's value), the steps each
+  model needs to reach the baseline's final validation loss (same seed), the
+  validation loss at every evaluation, and the wall time per step relative to the
+  baseline;
+- `compare_steps.png` / `compare_time.png`: validation loss against steps and
+  against training wall time (one colour per model, one line per seed);
+- `compare_experts.png` when several sparse models differ in their number of experts:
+  final validation loss against experts (the Switch paper's Figure 4), with the
+  baseline as a horizontal line;
+- `compare.json`: everything above, for `--report_only`.
+
+Validation loss is the token cross-entropy, log(validation perplexity): the
+auxiliary router losses are not part of it. "Steps to reach" interpolates linearly
+between evaluations (every `--steps_per_epoch` steps).
 """
 
 import json
@@ -23,24 +32,24 @@ import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dense", "dense_lm_tiny", "dense preset")
-flags.DEFINE_string("switch", "switch_lm_tiny_8", "sparse preset with the same FLOPs per token")
+flags.DEFINE_list("models", ["dense_lm_tiny", "switch_lm_tiny_8"],
+                  "presets to compare; the first is the baseline (the dense twin)")
+flags.DEFINE_list("seeds", ["0"], "seeds (model init and data order; each model runs once per seed)")
 flags.DEFINE_string("dataset", "default", "text source (see pretrain.py)")
 flags.DEFINE_integer("steps", 1000, "training steps of each model")
 flags.DEFINE_integer("steps_per_epoch", 50, "evaluation interval")
 flags.DEFINE_integer("batch_size", 16, "batch size")
 flags.DEFINE_integer("sequence_length", 128, "tokens per example")
-flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate (same for both)")
+flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate (same for all)")
+flags.DEFINE_integer("warmup_steps", 100, "learning-rate warm-up steps")
 flags.DEFINE_integer("validation_steps", None, "validation batches (default: whole split)")
 flags.DEFINE_string("output_dir", "runs/compare", "runs, table and plots")
-flags.DEFINE_integer("seed", 0, "seed (same for both)")
 flags.DEFINE_integer("verbose", 2, "fit verbosity")
-flags.DEFINE_multi_string("override", [], "KEY=VALUE model override applied to both models")
+flags.DEFINE_multi_string("override", [], "KEY=VALUE model override applied to every model")
 flags.DEFINE_bool("report_only", False, "rebuild the table and plots from the runs already in --output_dir")
 
 
@@ -71,99 +80,149 @@ def step_times(history):
     return times[1:] or times
 
 
-def summarize(runs, order):
-    dense, switch = order
-    target = cross_entropy(runs[dense]["history"][-1])
+def summarize(runs, models):
+    """Per model: mean / per-seed final loss, steps to reach the baseline, time per step.
+
+    `runs[model][seed]` holds `history`, `params`, `active_params`. Every model is
+    compared with the baseline (`models[0]`) of the same seed.
+    """
+    baseline = models[0]
     rows = {}
-    for name in order:
-        history = runs[name]["history"]
-        steps = history[-1]["step"]
+    for name in models:
+        seeds = sorted(runs[name])
+        finals, reach, times = [], [], []
+        for seed in seeds:
+            history = runs[name][seed]["history"]
+            finals.append(cross_entropy(history[-1]))
+            times.append(float(np.median(step_times(history))))
+            base = runs[baseline].get(seed)
+            if base is not None:
+                target = cross_entropy(base["history"][-1])
+                steps = steps_to_reach(history, target)
+                reach.append(None if steps is None else steps / base["history"][-1]["step"])
+        base_times = [float(np.median(step_times(runs[baseline][s]["history"])))
+                      for s in seeds if s in runs[baseline]]
+        any_run = runs[name][seeds[0]]
         rows[name] = {
-            "final_val_ce": cross_entropy(history[-1]),
-            "final_val_ppl": history[-1]["val_perplexity"],
-            # Shared 2-core machines are noisy: the median and the least disturbed epoch.
-            "time_per_step": float(np.median(step_times(history))),
-            "time_per_step_min": float(np.min(step_times(history))),
-            "steps": steps,
-            "params": runs[name]["params"],
-            "active_params": runs[name]["active_params"],
+            "seeds": seeds,
+            "final_val_ce": finals,
+            "mean_final_val_ce": float(np.mean(finals)),
+            "steps_to_reach_fraction": reach,
+            "time_per_step": float(np.median(times)),
+            "time_ratio": float(np.median(times) / np.median(base_times)) if base_times else None,
+            "steps": any_run["history"][-1]["step"],
+            "params": any_run["params"],
+            "active_params": any_run["active_params"],
+            "num_experts": any_run.get("num_experts", 0),
         }
-    reach = steps_to_reach(runs[switch]["history"], target)
-    return rows, reach
+    return rows
 
 
-def write_table(path, rows, reach, order, command):
-    dense, switch = order
-    ratio = rows[switch]["time_per_step"] / rows[dense]["time_per_step"]
-    ratio_min = rows[switch]["time_per_step_min"] / rows[dense]["time_per_step_min"]
+def _fraction(values):
+    shown = ["not reached" if v is None else f"{v:.0%}" for v in values]
+    return " / ".join(shown) if shown else "-"
+
+
+def write_table(path, rows, runs, models, command):
+    baseline = models[0]
     lines = [
         f"Command: `{command}`", "",
-        "| model | params | active params / token | steps | final val loss (CE) | val perplexity | train s / step (median; min) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | params | active params / token | steps | final val loss (CE), mean | per seed | "
+        f"steps to reach `{baseline}`'s final loss, per seed | s / step (median) | time / step vs `{baseline}` |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in order:
+    for name in models:
         r = rows[name]
-        lines.append(f"| `{name}` | {r['params']:,} | {r['active_params']:,} | {r['steps']} | "
-                     f"{r['final_val_ce']:.4f} | {r['final_val_ppl']:.2f} | {r['time_per_step']:.3f}; {r['time_per_step_min']:.3f} |")
-    total = rows[dense]["steps"]
-    reached = (f"{reach:.0f} steps ({reach / total:.0%} of {total})" if reach is not None
-               else f"not reached in {total} steps")
-    lines += [
-        "",
-        f"- Steps for `{switch}` to reach `{dense}`'s final validation loss: **{reached}** (target <= 50%).",
-        f"- Wall time per step, switch / dense: **{ratio:.2f}x** median, {ratio_min:.2f}x least-disturbed "
-        "epochs (target <= 1.3x; per-epoch training time after the first epoch).",
-    ]
+        per_seed = " / ".join(f"{v:.4f}" for v in r["final_val_ce"])
+        ratio = "-" if r["time_ratio"] is None else f"{r['time_ratio']:.2f}x"
+        lines.append(
+            f"| `{name}` | {r['params']:,} | {r['active_params']:,} | {r['steps']} | "
+            f"{r['mean_final_val_ce']:.4f} | {per_seed} | {_fraction(r['steps_to_reach_fraction'])} | "
+            f"{r['time_per_step']:.3f} | {ratio} |")
+    lines += ["", f"Seeds: {', '.join(map(str, rows[baseline]['seeds']))}. Validation cross-entropy "
+              "(mean over seeds) at each evaluation:", ""]
+    steps = [rec["step"] for rec in next(iter(runs[baseline].values()))["history"]]
+    lines.append("| model | " + " | ".join(str(s) for s in steps) + " |")
+    lines.append("|---|" + "---|" * len(steps))
+    for name in models:
+        curves = [[cross_entropy(rec) for rec in run["history"]] for run in runs[name].values()]
+        length = min(len(c) for c in curves)
+        mean = np.mean([c[:length] for c in curves], axis=0)
+        lines.append(f"| `{name}` | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
     text = "\n".join(lines) + "\n"
     with open(path, "w") as f:
         f.write(text)
     return text
 
 
+def write_plots(output_dir, runs, rows, models):
+    """The labelled PNGs (see the module docstring); returns their paths."""
+    from tfmoe.training import plots
+
+    written = []
+    for xkey, png, xlabel in (("step", "compare_steps.png", "training step"),
+                              ("time", "compare_time.png", "training wall time (s)")):
+        series = {}
+        for name in models:
+            for seed, run in sorted(runs[name].items()):
+                xs = [r["step"] for r in run["history"]]
+                if xkey == "time":
+                    xs = np.cumsum([r["train_time"] for r in run["history"]]).tolist()
+                series.setdefault(name, []).append((f"seed {seed}", xs, [cross_entropy(r) for r in run["history"]]))
+        written.append(plots.grouped_curves_png(
+            os.path.join(output_dir, png), series, xlabel=xlabel, ylabel="validation cross-entropy (nats)",
+            title=f"validation loss, equal FLOPs per token ({rows[models[0]]['steps']} steps)"))
+    sparse = [n for n in models if rows[n]["num_experts"]]
+    if len({rows[n]["num_experts"] for n in sparse}) > 1:
+        points = {n: (rows[n]["num_experts"], rows[n]["final_val_ce"]) for n in sparse}
+        written.append(plots.experts_scaling_png(
+            os.path.join(output_dir, "compare_experts.png"), points,
+            baseline=(models[0], rows[models[0]]["final_val_ce"]),
+            title=f"final validation loss after {rows[models[0]]['steps']} steps"))
+    return written
+
+
 def main(argv):
     del argv
     from tfmoe.models import count_active_params
     from tfmoe.training import PretrainConfig, run_pretraining
-    from tfmoe.training import plots
     from tfmoe.training.callbacks import read_history
+
     overrides = parse_overrides(FLAGS.override)
-    order = (FLAGS.dense, FLAGS.switch)
+    models = list(FLAGS.models)
+    seeds = [int(s) for s in FLAGS.seeds]
+    if len(models) < 2:
+        raise app.UsageError("--models needs a baseline and at least one model to compare")
+    summary_path = os.path.join(FLAGS.output_dir, "compare.json")
     runs = {}
     if FLAGS.report_only:
-        with open(os.path.join(FLAGS.output_dir, "compare.json")) as f:
-            runs = json.load(f)["runs"]
-        for name in order:
-            runs[name]["history"] = read_history(os.path.join(FLAGS.output_dir, name, "history.jsonl"))
-    for name in order if not FLAGS.report_only else ():
-        result = run_pretraining(PretrainConfig(
-            model=name, dataset=FLAGS.dataset, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
-            batch_size=FLAGS.batch_size, sequence_length=FLAGS.sequence_length,
-            learning_rate=FLAGS.learning_rate, validation_steps=FLAGS.validation_steps, seed=FLAGS.seed,
-            strategy="auto", verbose=FLAGS.verbose,
-            output_dir=os.path.join(FLAGS.output_dir, name), model_overrides=overrides))
-        model = result["model_object"]
-        runs[name] = {"history": result["history"], "train_time_s": result["train_time_s"],
-                      "params": int(model.count_params()),
-                      "active_params": _active(name, model, count_active_params, overrides)}
-    rows, reach = summarize(runs, order)
+        with open(summary_path) as f:
+            runs = {name: {int(seed): run for seed, run in by_seed.items()}
+                    for name, by_seed in json.load(f)["runs"].items()}
+        for name in models:
+            for seed in runs[name]:
+                runs[name][seed]["history"] = read_history(
+                    os.path.join(FLAGS.output_dir, name, f"seed_{seed}", "history.jsonl"))
+    for seed in seeds if not FLAGS.report_only else ():
+        for name in models:
+            result = run_pretraining(PretrainConfig(
+                model=name, dataset=FLAGS.dataset, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
+                batch_size=FLAGS.batch_size, sequence_length=FLAGS.sequence_length,
+                learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
+                validation_steps=FLAGS.validation_steps, seed=seed, strategy="auto", verbose=FLAGS.verbose,
+                output_dir=os.path.join(FLAGS.output_dir, name, f"seed_{seed}"), model_overrides=overrides))
+            model = result["model_object"]
+            runs.setdefault(name, {})[seed] = {
+                "history": result["history"], "train_time_s": result["train_time_s"],
+                "params": int(model.count_params()), "num_experts": int(model.num_experts),
+                "active_params": int(count_active_params(
+                    name, vocabulary_size=model.vocabulary_size, **overrides))}
+    rows = summarize(runs, models)
     command = "python experiments/compare.py " + " ".join(a for a in sys.argv[1:] if a != "--report_only")
-    text = write_table(os.path.join(FLAGS.output_dir, "compare.md"), rows, reach, order, command)
-    with open(os.path.join(FLAGS.output_dir, "compare.json"), "w") as f:
-        json.dump({"rows": rows, "steps_to_reach": reach, "runs": runs}, f, indent=1)
-    for xkey, png in (("step", "compare_steps.png"), ("time", "compare_time.png")):
-        curves = {}
-        for name in order:
-            history = runs[name]["history"]
-            xs = [r["step"] for r in history]
-            if xkey == "time":
-                xs, total = [], 0.0
-                for r in history:
-                    total += r["train_time"]
-                    xs.append(total)
-            curves[name] = (xs, [cross_entropy(r) for r in history])
-        plots.loss_curves_png(os.path.join(FLAGS.output_dir, png), curves,
-                              xlabel="step" if xkey == "step" else "training wall time (s)",
-                              ylabel="validation cross-entropy", title="dense vs switch, equal FLOPs/token")
+    text = write_table(os.path.join(FLAGS.output_dir, "compare.md"), rows, runs, models, command)
+    with open(summary_path, "w") as f:
+        json.dump({"rows": rows, "runs": runs}, f, indent=1)
+    write_plots(FLAGS.output_dir, runs, rows, models)
     print(text)
 
 
@@ -178,14 +237,6 @@ def parse_overrides(items):
         except (ValueError, SyntaxError):
             overrides[key] = value
     return overrides
-
-
-def _active(name, model, count_active_params, overrides):
-    try:
-        return int(count_active_params(name, vocabulary_size=model.vocabulary_size,
-                                       **{k: v for k, v in overrides.items()}))
-    except TypeError:
-        return int(count_active_params(name))
 
 
 if __name__ == "__main__":

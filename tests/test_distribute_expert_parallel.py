@@ -61,9 +61,14 @@ def test_sharded_experts_match_the_single_device_layer(mesh, cls, kwargs, traini
 
 
 def _outputs_match(mesh, cls=Top2FeedForward):
-    layer = _layer(cls, capacity_factor=1.0)
+    # Routing groups form within each batch shard: the single-device layer gets the same.
+    rows_per_shard = BATCH // mesh.dim_size("batch")
+    layer = _layer(cls, capacity_factor=1.0, eval_capacity_factor=0.75, min_capacity=1,
+                   group_size=rows_per_shard * SEQ)
     x, mask = _inputs(3)
     outputs, _ = ExpertParallelMoe(layer, mesh)(x, mask, training=False)
+    assert float(layer(x, padding_mask=mask).numpy().size) and float(
+        layer.routing_stats["dropped_fraction"]) > 0  # capacity binds
     np.testing.assert_allclose(_to_local(outputs).numpy(), layer(x, padding_mask=mask).numpy(), atol=1e-5)
 
 

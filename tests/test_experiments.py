@@ -179,3 +179,37 @@ def test_compare_steps_to_reach_interpolates(load_script):
     assert compare.steps_to_reach(history, 6.0) == pytest.approx(10.0)
     assert compare.steps_to_reach(history, 2.0) is None
     assert compare.step_times(history) == [0.1, 0.1]
+
+
+def _fake_history(final, step_time, steps=(100, 200, 300, 400)):
+    """Validation CE falling linearly to `final`; `step_time` seconds per step."""
+    values = np.linspace(final + 1.5, final, len(steps))
+    return [{"step": s, "val_perplexity": float(np.exp(v)), "train_time": step_time * 100}
+            for s, v in zip(steps, values)]
+
+
+def test_compare_summarizes_seeds_and_writes_labelled_plots(load_script, tmp_path):
+    compare = load_script("compare")
+    models = ["dense_lm_small", "switch_lm_small_8", "switch_lm_small_16"]
+    runs = {
+        "dense_lm_small": {s: {"history": _fake_history(4.0 + 0.1 * s, 0.4), "params": 10,
+                               "active_params": 10, "num_experts": 0} for s in (0, 1)},
+        "switch_lm_small_8": {s: {"history": _fake_history(3.8 + 0.1 * s, 0.44), "params": 30,
+                                  "active_params": 10, "num_experts": 8} for s in (0, 1)},
+        "switch_lm_small_16": {s: {"history": _fake_history(3.9, 0.48), "params": 50,
+                                   "active_params": 10, "num_experts": 16} for s in (0, 1)},
+    }
+    rows = compare.summarize(runs, models)
+    sparse = rows["switch_lm_small_8"]
+    assert sparse["mean_final_val_ce"] == pytest.approx(3.85)
+    assert sparse["time_ratio"] == pytest.approx(1.1)
+    # Each seed against the baseline of the same seed: the dense final loss (4.0 / 4.1)
+    # (values 4.3 and 3.8 at steps 300 and 400) is reached at step 360.
+    assert sparse["steps_to_reach_fraction"] == pytest.approx([360 / 400, 360 / 400])
+    assert rows["dense_lm_small"]["steps_to_reach_fraction"] == [1.0, 1.0]
+    text = compare.write_table(str(tmp_path / "compare.md"), rows, runs, models, "cmd")
+    assert "| `switch_lm_small_8` |" in text and "90% / 90%" in text
+    written = compare.write_plots(str(tmp_path), runs, rows, models)
+    assert [os.path.basename(p) for p in written] == [
+        "compare_steps.png", "compare_time.png", "compare_experts.png"]
+    assert all(os.path.getsize(p) > 10_000 for p in written)

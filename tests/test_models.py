@@ -85,6 +85,49 @@ def test_decoder_lm_cannot_see_the_future(preset):
         np.testing.assert_allclose(np.asarray(lm(changed))[:, :t], logits[:, :t], atol=1e-5)
 
 
+@pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8"])
+@pytest.mark.parametrize("dispatch", ["gather", "einsum"])
+def test_decoder_lm_training_is_causal_when_tokens_are_dropped(preset, dispatch):
+    """training=True, capacity factor 0.5 (tokens dropped), 4 rows in one routing group:
+    changing positions >= t never changes the logits before t (top-1 and top-2)."""
+    lm = SwitchDecoderLM.from_preset(preset, **dict(SMALL, capacity_factor=0.5),
+                                     min_capacity=1, dispatch=dispatch)
+    inputs = {"token_ids": np.random.default_rng(3).integers(2, VOCAB, (4, 12)).astype("int32"),
+              "padding_mask": np.ones((4, 12), bool)}
+    logits = np.asarray(lm(inputs, training=True))
+    dropped = [float(layer.routing_stats["dropped_fraction"])
+               for layer in (lm.decoder.blocks[i].feed_forward for i in lm.decoder.sparse_layers)]
+    assert max(dropped) > 0.1
+    for t in range(1, 12, 2):
+        changed = dict(inputs, token_ids=inputs["token_ids"].copy())
+        changed["token_ids"][:, t:] = (changed["token_ids"][:, t:] + 7) % VOCAB
+        np.testing.assert_allclose(np.asarray(lm(changed, training=True))[:, :t], logits[:, :t],
+                                   atol=1e-5)
+
+
+def test_decoder_lm_refuses_a_non_causal_routing_priority():
+    with pytest.raises(ValueError, match="later positions"):
+        SwitchDecoderLM.from_preset("glam_tiny_8", priority="position", **SMALL)
+    lm = SwitchDecoderLM.from_preset("switch_lm_tiny_8", priority="position", **SMALL)
+    assert lm.decoder.blocks[1].feed_forward.priority == "position"  # causal for top-1
+
+
+@pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8"])
+def test_scoring_equals_cached_generation_when_nothing_is_dropped(preset):
+    """Inference routes the full sequence in groups of rows and a cached step in a group
+    of one token per row; without drops both give the same logits."""
+    lm = SwitchDecoderLM.from_preset(preset, **SMALL)
+    ids = np.random.default_rng(5).integers(2, VOCAB, (3, 10)).astype("int32")
+    scored = np.asarray(lm({"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}))
+    sparse = [lm.decoder.blocks[i].feed_forward for i in lm.decoder.sparse_layers]
+    assert all(float(layer.routing_stats["dropped_fraction"]) == 0 for layer in sparse)
+    cache = lm.init_cache(3, 10)
+    for t in range(10):
+        step_logits, cache = lm.call_with_cache(ids[:, t:t + 1], cache, t)
+        assert all(float(layer.routing_stats["dropped_fraction"]) == 0 for layer in sparse)
+        np.testing.assert_allclose(np.asarray(step_logits)[:, 0], scored[:, t], atol=1e-4)
+
+
 def test_classifier_shapes_and_padding():
     clf = SwitchClassifier.from_preset("switch_tiny_8", num_classes=3, **SMALL)
     inputs = _lm_inputs()
@@ -146,7 +189,7 @@ def test_sparse_layers_follow_sparse_step():
     assert model.decoder.sparse_layers == [0, 1, 2]
     kinds = [type(b.feed_forward) for b in model.encoder.blocks]
     assert kinds == [DenseFeedForward, SwitchFeedForward] * 2
-    glam = SwitchDecoderLM.from_preset("glam_tiny_8", **SMALL)
+    glam = SwitchDecoderLM.from_preset("glam_tiny_8", sparse_step=2, **SMALL)
     assert glam.decoder.sparse_layers == [1, 3]
     assert isinstance(glam.decoder.blocks[3].feed_forward, Top2FeedForward)
     dense = SwitchTransformer.from_preset("switch_tiny_8", num_experts=0, **SMALL)
@@ -253,7 +296,8 @@ def test_count_params_matches_seq2seq_and_classifier(preset):
                                tie_embeddings=False) == clf.count_params()
 
 
-@pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8", "dense_lm_tiny"])
+@pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8", "dense_lm_tiny",
+                                    "dense_lm_small", "switch_lm_small_16", "glam_lm_small_8"])
 def test_count_params_matches_decoder_lm(preset):
     assert models.count_params(preset) == SwitchDecoderLM.from_preset(preset).count_params()
 

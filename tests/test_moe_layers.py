@@ -213,12 +213,22 @@ def test_aux_losses_match_formulas_and_are_training_only(cls):
     layer(x)
     assert layer.losses == []  # inference adds no auxiliary loss
     layer(x, training=True)
-    logits = layer.router(x)
+    # The whole batch (3 x 12 tokens) is one routing group: the balance is measured on it.
+    logits = tf.reshape(layer.router(x), [1, -1, 4])
     probs = tf.nn.softmax(logits)
     _, index = tf.math.top_k(probs, k)
     expected = [0.5 * float(load_balancing_loss(probs, index)) / k,
                 0.25 * float(router_z_loss(logits))]
     np.testing.assert_allclose([float(v) for v in layer.losses], expected, rtol=1e-5)
+    # With one row per group the balance is averaged over the rows' own fractions.
+    per_row = cls(4, 16, load_balance_weight=0.5, z_loss_weight=0.25, group_size=12)
+    per_row.build(x.shape)
+    per_row.set_weights(layer.get_weights())
+    per_row(x, training=True)
+    probs = tf.nn.softmax(per_row.router(x))
+    _, index = tf.math.top_k(probs, k)
+    np.testing.assert_allclose(float(per_row.losses[0]),
+                               0.5 * float(load_balancing_loss(probs, index)) / k, rtol=1e-5)
 
 
 @pytest.mark.parametrize("cls", LAYERS)
@@ -430,3 +440,62 @@ def test_expert_matmuls_never_take_a_transposed_weight(gated):
     _, flagged = _batch_matmuls_with_a_transposed_weight(
         lambda x: tf.matmul(x, tf.convert_to_tensor(experts.wo), adjoint_b=True), x)
     assert flagged
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_default_priority_is_causal_in_training_with_pooled_groups(cls, dispatch):
+    """Changing positions >= t (of every row) never changes an output before t, with
+    4 rows per routing group, capacity factor 0.5 (many drops), training=True."""
+    x = _inputs(batch=4, seq=16, hidden=16, seed=21).numpy()
+
+    def layer_with(priority):
+        layer = cls(8, 32, dispatch=dispatch, capacity_factor=0.5, min_capacity=1,
+                    priority=priority, seed=0)
+        layer.build(x.shape)
+        layer.set_weights(reference.get_weights())
+        return layer
+
+    reference = cls(8, 32, dispatch=dispatch)
+    reference.build(x.shape)
+
+    def changes_the_past(layer):
+        base = layer(x, training=True).numpy()
+        assert float(layer.routing_stats["dropped_fraction"]) > 0.2  # capacity binds
+        for t in range(1, 16, 3):
+            changed = x.copy()
+            changed[:, t:] = np.random.default_rng(t).normal(size=changed[:, t:].shape)
+            if not np.allclose(layer(changed, training=True).numpy()[:, :t], base[:, :t],
+                               atol=1e-6):
+                return True
+        return False
+
+    assert not changes_the_past(layer_with("token"))
+    # GShard's all-first-choices-first order breaks it for top-2: the test can fail.
+    assert changes_the_past(layer_with("position")) == (cls is Top2FeedForward)
+
+
+def test_pooled_routing_groups_drop_fewer_tokens():
+    """The `make demo` shape (16 x 64 tokens, 8 experts, capacity factor 1.25) at init:
+    one group per row drops several times more than the default (the whole batch)."""
+    x = tf.random.stateless_normal([16, 64, 128], seed=[3, 3])
+    pooled = SwitchFeedForward(8, 64)
+    pooled.build(x.shape)
+    per_row = SwitchFeedForward(8, 64, group_size=64)
+    per_row.build(x.shape)
+    per_row.set_weights(pooled.get_weights())
+    pooled(x, training=True)
+    per_row(x, training=True)
+    pooled_dropped = float(pooled.routing_stats["dropped_fraction"])
+    per_row_dropped = float(per_row.routing_stats["dropped_fraction"])
+    assert pooled_dropped < 0.03
+    assert per_row_dropped > 3 * pooled_dropped
+
+
+def test_group_size_and_min_capacity_round_trip_and_are_checked():
+    layer = Top2FeedForward(4, 8, group_size=256, min_capacity=2, priority="position")
+    clone = Top2FeedForward.from_config(layer.get_config())
+    assert (clone.group_size, clone.min_capacity, clone.priority) == (256, 2, "position")
+    for name in ("group_size", "min_capacity"):
+        with pytest.raises(ValueError, match=name):
+            SwitchFeedForward(4, 8, **{name: 0})

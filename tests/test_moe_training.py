@@ -43,7 +43,10 @@ def _train(strategy, initial_weights, steps=3, pad_every=3, **layer_kwargs):
 
 
 def test_mirrored_strategy_matches_single_device(mirrored_cpus):
-    kwargs = dict(load_balance_weight=0.5, z_loss_weight=0.1, capacity_factor=1.0)
+    # Routing groups form within each replica's share of the batch (4 rows here): groups
+    # of at most 4 rows make the single-device run route exactly like the mirrored one.
+    kwargs = dict(load_balance_weight=0.5, z_loss_weight=0.1, capacity_factor=1.0,
+                  group_size=4 * SEQ)
     keras.utils.set_random_seed(0)
     initial = _model(**kwargs).get_weights()
     # Every other row padded: each replica's half of a batch holds the same number of

@@ -1,15 +1,18 @@
 """`make demo`: the main job on the bundled default corpus (about 5 minutes on 2 CPU cores).
 
-1. Pre-trains a tiny Switch decoder LM (`switch_lm_tiny_8`: 4 layers, 2 of them with
-   8 top-1 experts) on the Jargon File with the bundled WordPiece vocabulary,
-   through `tfmoe.training.run_pretraining` (the code of `experiments/pretrain.py`).
+1. Pre-trains a tiny sparse decoder LM on the Jargon File with the bundled WordPiece
+   vocabulary, through `tfmoe.training.run_pretraining` (the code of
+   `experiments/pretrain.py`). The default, `glam_tiny_8` (4 layers of 8 top-2 experts,
+   the FLOPs per token of `dense_lm_tiny`), is the sparse preset that learns fastest at
+   this budget (`docs/results/compare.md`); `--model=switch_lm_tiny_8` trains the top-1
+   Switch model instead.
 2. Prints the validation perplexity and the load of every expert.
 3. Exports it as a SavedModel with `tfmoe.export.export_saved_model` (skipped with
    a message when `tfmoe.export` is not available).
 4. Answers one request: continues a prompt (through the exported model when there
    is one, else with `model.generate`).
 
-Options: `python -m tfmoe.demo --steps=300 --output_dir=runs/demo`.
+Options: `python -m tfmoe.demo --steps=300 --model=switch_lm_tiny_8 --output_dir=runs/demo`.
 Running it again resumes / reuses the finished run in `--output_dir`.
 """
 
@@ -23,16 +26,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROMPT = "a hacker is"
+DEFAULT_MODEL = "glam_tiny_8"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="decoder-only preset to train")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--steps_per_epoch", type=int, default=100)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--sequence_length", type=int, default=64)
     parser.add_argument("--output_dir", default=os.path.join("runs", "demo"))
-    parser.add_argument("--export_dir", default=os.path.join("saved_models", "demo_switch_lm"))
+    parser.add_argument("--export_dir", default=os.path.join("saved_models", "demo_lm"))
     parser.add_argument("--fresh", action="store_true", help="delete --output_dir first")
     parser.add_argument("--prompt", default=PROMPT)
     return parser.parse_args(argv)
@@ -77,10 +82,10 @@ def main(argv=None):
 
     if args.fresh:
         shutil.rmtree(args.output_dir, ignore_errors=True)
-    print(f"tfmoe demo: pre-training switch_lm_tiny_8 on the bundled Jargon File for {args.steps} steps "
+    print(f"tfmoe demo: pre-training {args.model} on the bundled Jargon File for {args.steps} steps "
           f"({args.batch_size}x{args.sequence_length} tokens per step), outputs in {args.output_dir}")
     result = run_pretraining(PretrainConfig(
-        model="switch_lm_tiny_8", dataset="default", steps=args.steps, steps_per_epoch=args.steps_per_epoch,
+        model=args.model, dataset="default", steps=args.steps, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, sequence_length=args.sequence_length, learning_rate=2e-3,
         warmup_steps=30, output_dir=args.output_dir, verbose=2 if not sys.stdout.isatty() else 1))
     print()

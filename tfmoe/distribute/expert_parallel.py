@@ -5,13 +5,15 @@ TensorFlow's supported way to shard one variable across devices is DTensor
 (PITFALLS). `ExpertParallelMoe` runs a `SwitchFeedForward` / `Top2FeedForward` layer's
 computation on a 2-D mesh `("batch", "expert")`:
 
-    tokens       [G, S, H]        layout (batch, -, -)      data parallel
+    tokens       [G, T, H]        layout (batch, -, -)      data parallel; routing groups
+                                                            of the layer's `group_size`,
+                                                            formed within each batch shard
     router       [H, E]           replicated
     routing      RoutingInstructions, one-hot dispatch      per batch shard (einsum, static)
     dispatch     [E, G*C, H]      relayout -> (expert, -, -)   <- the all-to-all
     experts      wi [E, F, H], wo [E, F, H]  layout (expert, -, -): E/n experts per device
     combine      [E, G*C, H]      relayout -> (-, batch, -)    <- the all-to-all back
-    outputs      [G, S, H]        layout (batch, -, -)
+    outputs      [B, S, H]        layout (batch, -, -)
 
 The layer's own routing code (`route_top_k`, `EinsumDispatcher`) runs unchanged on
 DTensors; DTensor's SPMD expansion inserts the collectives. Gradients flow through
@@ -42,7 +44,7 @@ from tensorflow.experimental import dtensor
 from tfmoe.layers.dispatch import EinsumDispatcher
 from tfmoe.layers.losses import load_balancing_loss, router_z_loss
 from tfmoe.layers.moe_feed_forward import MoeFeedForward
-from tfmoe.layers.routing import expert_capacity, route_top_k
+from tfmoe.layers.routing import expert_capacity, route_top_k, routing_group_shape
 
 BATCH, EXPERT = "batch", "expert"
 _U = dtensor.UNSHARDED
@@ -161,12 +163,12 @@ class ExpertParallelMoe(tf.Module):
         if getattr(self, "_gradient_key", None) != key:
             self._gradient_key = key
             self._gradient_function = tf.function(
-                lambda x, mask, capacity: self._loss_and_gradients(x, mask, capacity, loss_fn))
+                lambda x, mask, grouping: self._loss_and_gradients(x, mask, grouping, loss_fn))
         return self._gradient_function(*self._prepare(inputs, padding_mask, True))
 
-    def _loss_and_gradients(self, inputs, padding_mask, capacity, loss_fn):
+    def _loss_and_gradients(self, inputs, padding_mask, grouping, loss_fn):
         with tf.GradientTape() as tape:
-            outputs, aux = self._forward(inputs, padding_mask, capacity, True)
+            outputs, aux = self._forward(inputs, padding_mask, grouping, True)
             loss = loss_fn(outputs) + aux
         return loss, tape.gradient(loss, self.trainable_dvariables)
 
@@ -192,7 +194,7 @@ class ExpertParallelMoe(tf.Module):
         return self._forward_function(*self._prepare(inputs, padding_mask, training), bool(training))
 
     def _prepare(self, inputs, padding_mask, training):
-        """`(inputs, padding_mask, capacity)` on the mesh, batch-sharded."""
+        """`(inputs, padding_mask, (capacity, rows per group, tokens per group))`, inputs on the mesh."""
         layer = self.layer
         token_layout = _layout(self.mesh, BATCH, _U, _U)
         if not dtensor.is_dtensor(inputs):
@@ -205,22 +207,36 @@ class ExpertParallelMoe(tf.Module):
             padding_mask = tf.ones([batch, seq_len], tf.bool)
         if not dtensor.is_dtensor(padding_mask):
             padding_mask = _to_mesh(tf.cast(padding_mask, tf.bool), _layout(self.mesh, BATCH, _U))
+        # Routing groups as the layer forms them, within each batch shard (a group never
+        # spans devices, so routing needs no collective).
+        rows, positions = routing_group_shape(batch // self.mesh.dim_size(BATCH), seq_len,
+                                              layer.group_size)
+        tokens = rows * positions
         factor = layer.capacity_factor if training else layer.eval_capacity_factor
-        capacity = expert_capacity(seq_len * layer.num_selected_experts, factor, layer.num_experts)
-        return inputs, padding_mask, capacity
+        capacity = expert_capacity(tokens * layer.num_selected_experts, factor, layer.num_experts,
+                                   layer.min_capacity, max_capacity=tokens)
+        return inputs, padding_mask, (capacity, rows, tokens)
 
-    def _forward(self, inputs, padding_mask, capacity, training):
+    def _forward(self, inputs, padding_mask, grouping, training):
         layer = self.layer
-        logits = tf.einsum("gsh,he->gse", inputs, self.router_kernel.read_value())
+        capacity, rows, tokens = grouping
+        shape = tf.shape(inputs)
+        # Groups are whole shard-local rows: keep them batch-sharded after the reshape.
+        grouped = dtensor.relayout(tf.reshape(inputs, [-1, tokens, inputs.shape[-1]]),
+                                   _layout(self.mesh, BATCH, _U, _U))              # [G, T, H]
+        padding_mask = dtensor.relayout(tf.reshape(padding_mask, [-1, tokens]),
+                                        _layout(self.mesh, BATCH, _U))
+        logits = tf.einsum("gth,he->gte", grouped, self.router_kernel.read_value())
         probs = tf.nn.softmax(logits, axis=-1)
         routing = route_top_k(probs, layer.num_selected_experts, capacity, padding_mask,
-                              priority=layer.priority)
+                              priority=layer.priority, rows_per_group=rows)
         dispatcher = EinsumDispatcher(routing, layer.num_experts)
-        expert_inputs = dispatcher.dispatch(inputs)                               # [E, G*C, H]
+        expert_inputs = dispatcher.dispatch(grouped)                              # [E, G*C, H]
         expert_inputs = dtensor.relayout(expert_inputs, _layout(self.mesh, EXPERT, _U, _U))
         expert_outputs = self._experts(expert_inputs)
         expert_outputs = dtensor.relayout(expert_outputs, _layout(self.mesh, _U, BATCH, _U))
-        outputs = dispatcher.combine(expert_outputs)                              # [G, S, H]
+        outputs = dtensor.relayout(tf.reshape(dispatcher.combine(expert_outputs), shape),
+                                   _layout(self.mesh, BATCH, _U, _U))              # [B, S, H]
         aux = tf.zeros([], tf.float32)
         if training:
             if layer.load_balance_weight > 0:

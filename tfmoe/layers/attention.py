@@ -16,9 +16,9 @@ class T5Attention(keras.layers.Layer):
       num_heads: number of heads.
       key_value_dim: size of each head (T5 `d_kv`; need not be `hidden / heads`).
       dropout: dropout rate on the attention probabilities.
-      kernel_initializer_scale: multiplies the Mesh TensorFlow initializer standard
-        deviations (`q`: `(hidden * key_value_dim) ** -0.5`, `k`, `v`: `hidden ** -0.5`,
-        `o`: `(num_heads * key_value_dim) ** -0.5`).
+      init_scale: variance scale of the Mesh TensorFlow initializers (normal with std
+        `sqrt(init_scale)` times `q`: `(hidden * key_value_dim) ** -0.5`, `k`, `v`:
+        `hidden ** -0.5`, `o`: `(num_heads * key_value_dim) ** -0.5`).
 
     Call arguments:
       hidden_states: `[batch, query_length, hidden]` queries (and keys/values for
@@ -41,8 +41,7 @@ class T5Attention(keras.layers.Layer):
       `q`, `k`, `v` `[hidden, heads * key_value_dim]`, `o` `[heads * key_value_dim, hidden]`.
     """
 
-    def __init__(self, num_heads, key_value_dim, dropout=0.0, kernel_initializer_scale=1.0,
-                 **kwargs):
+    def __init__(self, num_heads, key_value_dim, dropout=0.0, init_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         if int(num_heads) < 1:
             raise ValueError(f"`num_heads` must be >= 1, got {num_heads}.")
@@ -54,12 +53,14 @@ class T5Attention(keras.layers.Layer):
         self.key_value_dim = int(key_value_dim)
         self.inner_dim = self.num_heads * self.key_value_dim
         self.dropout = float(dropout)
-        self.kernel_initializer_scale = float(kernel_initializer_scale)
+        if not init_scale > 0:
+            raise ValueError(f"`init_scale` must be > 0, got {init_scale}.")
+        self.init_scale = float(init_scale)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         hidden = int(input_shape[-1])
-        scale = self.kernel_initializer_scale
+        scale = self.init_scale ** 0.5
 
         def normal(stddev):
             return keras.initializers.RandomNormal(stddev=scale * stddev)
@@ -130,6 +131,6 @@ class T5Attention(keras.layers.Layer):
             num_heads=self.num_heads,
             key_value_dim=self.key_value_dim,
             dropout=self.dropout,
-            kernel_initializer_scale=self.kernel_initializer_scale,
+            init_scale=self.init_scale,
         )
         return config

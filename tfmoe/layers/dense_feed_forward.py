@@ -18,8 +18,9 @@ class DenseFeedForward(keras.layers.Layer):
       activation: activation name or callable (keras names, e.g. "relu", "gelu").
       gated: gated linear unit variant.
       dropout: dropout rate on the hidden activations.
-      kernel_initializer_scale: multiplies the Mesh TensorFlow initializer standard
-        deviations (`wi`: `hidden ** -0.5`, `wo`: `intermediate_dim ** -0.5`).
+      init_scale: variance scale of the initializers (normal with std
+        `sqrt(init_scale / fan_in)`: `wi` `hidden`, `wo` `intermediate_dim`), the same
+        rule as the MoE layers' experts.
 
     Call arguments:
       x: `[batch, seq, hidden]`.
@@ -34,7 +35,7 @@ class DenseFeedForward(keras.layers.Layer):
     """
 
     def __init__(self, intermediate_dim, activation="relu", gated=False, dropout=0.0,
-                 kernel_initializer_scale=1.0, **kwargs):
+                 init_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         if int(intermediate_dim) < 1:
             raise ValueError(f"`intermediate_dim` must be >= 1, got {intermediate_dim}.")
@@ -45,12 +46,14 @@ class DenseFeedForward(keras.layers.Layer):
         self._activation_fn = keras.activations.get(activation)
         self.gated = bool(gated)
         self.dropout = float(dropout)
-        self.kernel_initializer_scale = float(kernel_initializer_scale)
+        if not init_scale > 0:
+            raise ValueError(f"`init_scale` must be > 0, got {init_scale}.")
+        self.init_scale = float(init_scale)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         hidden = int(input_shape[-1])
-        scale = self.kernel_initializer_scale
+        scale = self.init_scale ** 0.5
         wi_init = keras.initializers.RandomNormal(stddev=scale * hidden ** -0.5)
         wo_init = keras.initializers.RandomNormal(stddev=scale * self.intermediate_dim ** -0.5)
         in_shape = (hidden, self.intermediate_dim)
@@ -76,6 +79,6 @@ class DenseFeedForward(keras.layers.Layer):
             activation=keras.activations.serialize(self._activation_fn),
             gated=self.gated,
             dropout=self.dropout,
-            kernel_initializer_scale=self.kernel_initializer_scale,
+            init_scale=self.init_scale,
         )
         return config

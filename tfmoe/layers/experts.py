@@ -37,11 +37,11 @@ class ExpertFeedForward(keras.layers.Layer):
       activation: activation name or callable.
       gated: gated linear unit experts.
       dropout: dropout on the experts' hidden activations (Switch "expert dropout").
-      init_scale: reduced init scale (truncated normal, std sqrt(init_scale / fan_in)).
+      init_scale: variance scale (truncated normal, std `sqrt(init_scale / fan_in)`).
     """
 
     def __init__(self, num_experts, intermediate_dim, activation="relu", gated=False,
-                 dropout=0.0, init_scale=0.1, **kwargs):
+                 dropout=0.0, init_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.num_experts = int(num_experts)
         self.intermediate_dim = int(intermediate_dim)

@@ -12,9 +12,11 @@ MOE_OPTION_NAMES = (
     "load_balance_weight",
     "z_loss_weight",
     "router_dtype",
-    "init_scale",
     "dispatch",
     "routing_metrics",
+    "group_size",
+    "min_capacity",
+    "priority",
 )
 
 
@@ -33,7 +35,8 @@ def is_sparse_layer(index, sparse_step):
 
 
 def make_feed_forward(intermediate_dim, *, num_experts=0, routing="top1", activation="relu",
-                      gated=False, dropout=0.0, moe_options=None, dtype=None, name=None):
+                      gated=False, dropout=0.0, init_scale=1.0, moe_options=None, dtype=None,
+                      name=None):
     """Builds the feed-forward network of one transformer block.
 
     Args:
@@ -44,6 +47,7 @@ def make_feed_forward(intermediate_dim, *, num_experts=0, routing="top1", activa
       activation, gated: network / expert activation and gated-linear-unit variant.
       dropout: dropout on the hidden activations (MoE: `expert_dropout`). The residual
         dropout is the block's, so the MoE layers get `dropout=0`.
+      init_scale: variance scale of the initializers (dense and expert kernels, router).
       moe_options: dict of `MOE_OPTION_NAMES` options for the MoE layers.
       dtype: dtype policy.
       name: layer name.
@@ -52,7 +56,7 @@ def make_feed_forward(intermediate_dim, *, num_experts=0, routing="top1", activa
         raise ValueError(f"`num_experts` must be >= 0, got {num_experts}.")
     if num_experts == 0:
         return DenseFeedForward(intermediate_dim, activation=activation, gated=gated,
-                                dropout=dropout, dtype=dtype, name=name)
+                                dropout=dropout, init_scale=init_scale, dtype=dtype, name=name)
     if routing not in ROUTINGS:
         raise ValueError(f"`routing` must be one of {ROUTINGS}, got {routing!r}.")
     options = dict(moe_options or {})
@@ -63,4 +67,5 @@ def make_feed_forward(intermediate_dim, *, num_experts=0, routing="top1", activa
 
     cls = SwitchFeedForward if routing == "top1" else Top2FeedForward
     return cls(num_experts, intermediate_dim, activation=activation, gated=gated, dropout=0.0,
-               expert_dropout=dropout, dtype=dtype, name=name, **options)
+               expert_dropout=dropout, init_scale=init_scale, dtype=dtype, name=name,
+               **options)

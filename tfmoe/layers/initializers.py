@@ -7,17 +7,17 @@ import keras
 
 @keras.saving.register_keras_serializable(package="tfmoe")
 class ExpertVarianceScaling(keras.initializers.Initializer):
-    """Switch-paper reduced-scale init for stacked expert kernels `[experts, ..., ...]`.
+    """Variance-scaling init for stacked expert kernels `[experts, ..., ...]`.
 
     Truncated normal (cut at 2 standard deviations) with standard deviation
     `sqrt(scale / fan_in)`, where `fan_in = shape[fan_in_axis]` is the fan-in of ONE
     expert: `-2` for `[experts, in, out]` kernels, `-1` for `[experts, out, in]`
     ones. (`keras.initializers.VarianceScaling` would count the expert axis as a
     receptive field and shrink the weights by another `sqrt(num_experts)`.) The Switch
-    paper uses `scale=0.1` instead of the usual 1.0 for stability.
+    paper uses `scale=0.1` for every weight of the model; tfmoe's layers default to 1.0.
     """
 
-    def __init__(self, scale=0.1, seed=None, fan_in_axis=-2):
+    def __init__(self, scale=1.0, seed=None, fan_in_axis=-2):
         if scale <= 0:
             raise ValueError(f"`scale` must be > 0, got {scale}.")
         if fan_in_axis not in (-1, -2):

@@ -9,7 +9,9 @@ Pipeline (one implementation for both, k = experts per token):
       -> ExpertFeedForward                 one batched matmul per weight
       -> dispatcher.combine                [batch, seq, hidden]
 
-Only `capacity_factor * tokens` slots are computed, whatever the number of experts: the
+Tokens are routed in groups of up to `group_size` tokens (whole batch rows pooled
+together), so that capacity is shared by many tokens and few are dropped. Only
+`capacity_factor * tokens` slots are computed, whatever the number of experts: the
 cost stays flat as experts grow. See `tfmoe.layers.routing` for groups, capacity and
 priority, `tfmoe.layers.dispatch` for the gather / einsum implementations.
 """
@@ -21,8 +23,17 @@ from tfmoe.layers.dispatch import DISPATCH_MODES, make_dispatcher, resolve_dispa
 from tfmoe.layers.experts import ExpertFeedForward
 from tfmoe.layers.losses import load_balancing_loss, router_z_loss
 from tfmoe.layers.router import Router
-from tfmoe.layers.routing import PRIORITIES, expert_capacity, route_top_k
+from tfmoe.layers.routing import (PRIORITIES, expert_capacity, route_top_k,
+                                  routing_group_shape)
 from tfmoe.layers.routing_metrics import RoutingMetrics
+
+
+# Defaults chosen by measurement (README, "Routing groups and init"): groups as large as
+# Mesh TensorFlow's, flaxformer / Mesh TensorFlow's minimum capacity, and expert and
+# router weights on the same (unit) variance scale as every dense layer.
+DEFAULT_GROUP_SIZE = 1024
+DEFAULT_MIN_CAPACITY = 4
+DEFAULT_INIT_SCALE = 1.0
 
 
 def _check_rate(name, value):
@@ -37,7 +48,9 @@ class MoeFeedForward(keras.layers.Layer):
     Call: `call(x, padding_mask=None, training=None)`, `x` `[batch, seq, hidden]`,
     `padding_mask` `[batch, seq]` (true/1 = real token) -> `[batch, seq, hidden]`.
     Assignments over capacity and padding tokens output zero (the residual connection
-    around the layer carries them). Each batch row is one routing group.
+    around the layer carries them). Tokens are routed in groups of up to `group_size`
+    tokens: whole consecutive batch rows, or slices of one row when rows are longer
+    (`tfmoe.layers.routing.routing_group_shape`).
 
     Auxiliary losses (training only) go through `add_loss`: the load-balancing loss,
     divided by k so that a balanced router scores 1 for any k, times
@@ -53,6 +66,9 @@ class MoeFeedForward(keras.layers.Layer):
       num_selected_experts: k, experts per token.
       capacity_factor: capacity factor while training.
       eval_capacity_factor: capacity factor at inference.
+      group_size: most tokens per routing group (Mesh TensorFlow: 1024).
+      min_capacity: least expert capacity per group (flaxformer / Mesh TensorFlow: 4);
+        capacity never exceeds the group's token count.
       activation: expert activation.
       gated: GEGLU/SwiGLU-style gated experts.
       dropout: dropout rate on the layer output.
@@ -61,20 +77,25 @@ class MoeFeedForward(keras.layers.Layer):
       load_balance_weight: weight of the load-balancing loss.
       z_loss_weight: weight of the router z-loss.
       router_dtype: dtype policy of the router (float32: selective precision).
-      init_scale: reduced init scale for router and experts (Switch paper: 0.1).
+      init_scale: variance scale of the router and expert initializers (truncated
+        normal, std `sqrt(init_scale / fan_in)`); 1.0 matches the dense layers of
+        `tfmoe.layers` (see README, "Init").
       dispatch: `"gather"` (sparse, CPU/GPU), `"einsum"` (one-hot, TPU), `"auto"`.
-      priority: `"position"` (default, causal-safe) or `"probability"`
-        (batch-prioritized routing).
+      priority: order in which assignments claim capacity: `"token"` (default; each
+        token places all its choices before any later token: causal for any k),
+        `"position"` (GShard: all first choices first; causal for k=1 only) or
+        `"probability"` (batch-prioritized routing; not causal).
       routing_metrics: log routing metrics in `fit`/`evaluate`.
       seed: seed of the jitter noise.
     """
 
     def __init__(self, num_experts, intermediate_dim, num_selected_experts=1, *,
-                 capacity_factor=1.25, eval_capacity_factor=2.0, activation="relu",
-                 gated=False, dropout=0.0, expert_dropout=0.0, jitter_noise=0.0,
-                 load_balance_weight=0.01, z_loss_weight=0.0, router_dtype="float32",
-                 init_scale=0.1, dispatch="auto", priority="position", routing_metrics=True,
-                 seed=None, **kwargs):
+                 capacity_factor=1.25, eval_capacity_factor=2.0, group_size=DEFAULT_GROUP_SIZE,
+                 min_capacity=DEFAULT_MIN_CAPACITY, activation="relu", gated=False, dropout=0.0,
+                 expert_dropout=0.0, jitter_noise=0.0, load_balance_weight=0.01,
+                 z_loss_weight=0.0, router_dtype="float32", init_scale=DEFAULT_INIT_SCALE,
+                 dispatch="auto", priority="token", routing_metrics=True, seed=None,
+                 **kwargs):
         super().__init__(**kwargs)
         k = int(num_selected_experts)
         if k < 1:
@@ -88,6 +109,9 @@ class MoeFeedForward(keras.layers.Layer):
                             ("eval_capacity_factor", eval_capacity_factor)):
             if not value > 0:
                 raise ValueError(f"`{name}` must be > 0, got {value}.")
+        for name, value in (("group_size", group_size), ("min_capacity", min_capacity)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
         _check_rate("dropout", dropout)
         _check_rate("expert_dropout", expert_dropout)
         _check_rate("jitter_noise", jitter_noise)
@@ -107,6 +131,8 @@ class MoeFeedForward(keras.layers.Layer):
         self.num_selected_experts = k
         self.capacity_factor = float(capacity_factor)
         self.eval_capacity_factor = float(eval_capacity_factor)
+        self.group_size = int(group_size)
+        self.min_capacity = int(min_capacity)
         self.activation = activation
         self.gated = bool(gated)
         self.dropout = float(dropout)
@@ -166,16 +192,26 @@ class MoeFeedForward(keras.layers.Layer):
 
     def call(self, inputs, padding_mask=None, training=None):
         padding_mask = self._check_inputs(inputs, padding_mask)
-        logits = self.router(inputs, training=training)                   # [G, S, E] f32
+        if inputs.shape[1] == 0:
+            return tf.zeros_like(inputs)                                  # nothing to route
+        shape = tf.shape(inputs)
+        batch, seq_len = [dim if dim is not None else shape[axis]
+                          for axis, dim in enumerate(inputs.shape[:2])]
+        rows, positions = routing_group_shape(batch, seq_len, self.group_size)
+        tokens = rows * positions                                         # per group T
+        groups = (batch // rows) * (seq_len // positions)                 # G
+        logits = tf.reshape(self.router(inputs, training=training),
+                            [groups, tokens, self.num_experts])           # [G, T, E] f32
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-        seq_len = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
+        if padding_mask is not None:
+            padding_mask = tf.reshape(padding_mask, [groups, tokens])     # [G, T]
         factor = self.capacity_factor if training else self.eval_capacity_factor
         # Each token makes k assignments, so top-k capacity is k times switch capacity
-        # (GShard: 2N/E for top-2).
-        capacity = expert_capacity(seq_len * self.num_selected_experts, factor,
-                                   self.num_experts)
+        # (GShard: 2N/E for top-2); no expert can take more than every token.
+        capacity = expert_capacity(tokens * self.num_selected_experts, factor,
+                                   self.num_experts, self.min_capacity, max_capacity=tokens)
         routing = route_top_k(probs, self.num_selected_experts, capacity, padding_mask,
-                              priority=self.priority)
+                              priority=self.priority, rows_per_group=rows)
 
         z_loss = router_z_loss(logits, padding_mask)
         if training:
@@ -188,8 +224,9 @@ class MoeFeedForward(keras.layers.Layer):
 
         dispatcher = make_dispatcher(
             resolve_dispatch(self.dispatch), routing, self.num_experts)
-        expert_outputs = self.experts(dispatcher.dispatch(inputs), training=training)
-        outputs = dispatcher.combine(expert_outputs)
+        grouped = tf.reshape(inputs, [groups, tokens, inputs.shape[-1]])  # [G, T, H]
+        expert_outputs = self.experts(dispatcher.dispatch(grouped), training=training)
+        outputs = tf.reshape(dispatcher.combine(expert_outputs), shape)   # [B, S, H]
         outputs = self.output_dropout(outputs, training=training)
 
         self.routing_tracker.update_state(
@@ -216,6 +253,8 @@ class MoeFeedForward(keras.layers.Layer):
             num_selected_experts=self.num_selected_experts,
             capacity_factor=self.capacity_factor,
             eval_capacity_factor=self.eval_capacity_factor,
+            group_size=self.group_size,
+            min_capacity=self.min_capacity,
             activation=keras.activations.serialize(keras.activations.get(self.activation)),
             gated=self.gated,
             dropout=self.dropout,
@@ -250,7 +289,9 @@ class Top2FeedForward(MoeFeedForward):
     """GShard / GLaM expert layer: top-2 routing.
 
     The second expert is the best among the rest; the two gates are renormalised to
-    sum to 1; second choices take capacity only after all first choices of the group.
+    sum to 1. With `priority="position"` second choices take capacity only after all
+    first choices of the group (GShard, for encoders); the default `"token"` places
+    both choices of a token before any later token (causal, for decoders).
     See `MoeFeedForward` for arguments and call signature.
     """
 

@@ -26,6 +26,8 @@ class TransformerBlock(keras.layers.Layer):
       dropout: residual, attention-probability and feed-forward hidden dropout.
       expert_dropout: hidden dropout inside experts (defaults to `dropout`).
       layer_norm_epsilon: RMS norm epsilon.
+      init_scale: variance scale of every kernel initializer of the block (attention,
+        dense feed-forward, experts and router: one rule for the whole model).
       moe_options: extra MoE layer options (capacity factors, loss weights, ...).
       feed_forward_name: name of the feed-forward sublayer (the MoE layers name their
         routing metrics after it, so stacks make it unique per model).
@@ -56,8 +58,8 @@ class TransformerBlock(keras.layers.Layer):
 
     def __init__(self, num_heads, key_value_dim, intermediate_dim, *, use_cross_attention=False,
                  num_experts=0, routing="top1", activation="relu", gated=False, dropout=0.0,
-                 expert_dropout=None, layer_norm_epsilon=1e-6, moe_options=None,
-                 feed_forward_name="feed_forward", **kwargs):
+                 expert_dropout=None, layer_norm_epsilon=1e-6, init_scale=1.0,
+                 moe_options=None, feed_forward_name="feed_forward", **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
@@ -72,6 +74,7 @@ class TransformerBlock(keras.layers.Layer):
         self.dropout = float(dropout)
         self.expert_dropout = None if expert_dropout is None else float(expert_dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.init_scale = float(init_scale)
         self.moe_options = dict(moe_options or {})
         self.feed_forward_name = feed_forward_name
 
@@ -79,21 +82,22 @@ class TransformerBlock(keras.layers.Layer):
         self.self_attention_layer_norm = RMSNorm(
             self.layer_norm_epsilon, dtype=policy, name="self_attention_layer_norm")
         self.self_attention = T5Attention(
-            self.num_heads, self.key_value_dim, dropout=self.dropout, dtype=policy,
-            name="self_attention")
+            self.num_heads, self.key_value_dim, dropout=self.dropout,
+            init_scale=self.init_scale, dtype=policy, name="self_attention")
         if self.use_cross_attention:
             self.cross_attention_layer_norm = RMSNorm(
                 self.layer_norm_epsilon, dtype=policy, name="cross_attention_layer_norm")
             self.cross_attention = T5Attention(
-                self.num_heads, self.key_value_dim, dropout=self.dropout, dtype=policy,
-                name="cross_attention")
+                self.num_heads, self.key_value_dim, dropout=self.dropout,
+                init_scale=self.init_scale, dtype=policy, name="cross_attention")
         self.feed_forward_layer_norm = RMSNorm(
             self.layer_norm_epsilon, dtype=policy, name="feed_forward_layer_norm")
         self.feed_forward = make_feed_forward(
             self.intermediate_dim, num_experts=self.num_experts, routing=self.routing,
             activation=self.activation, gated=self.gated,
             dropout=self.dropout if self.expert_dropout is None else self.expert_dropout,
-            moe_options=self.moe_options, dtype=policy, name=self.feed_forward_name)
+            init_scale=self.init_scale, moe_options=self.moe_options, dtype=policy,
+            name=self.feed_forward_name)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
 
     @property
@@ -166,6 +170,7 @@ class TransformerBlock(keras.layers.Layer):
             dropout=self.dropout,
             expert_dropout=self.expert_dropout,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            init_scale=self.init_scale,
             moe_options=self.moe_options,
             feed_forward_name=self.feed_forward_name,
         )

@@ -14,6 +14,23 @@ from tfmoe.layers.transformer_block import TransformerBlock
 MASK_VALUE = float(np.finfo(np.float32).min)
 
 
+def routing_priority(priority, routing, causal):
+    """The MoE routing priority of a stack: `priority`, or by default `"token"` for
+    causal stacks and `"position"` (GShard) otherwise.
+
+    Raises:
+      ValueError: a priority under which a causal stack's routing would depend on later
+        positions (`"probability"`, or `"position"` with top-2 routing).
+    """
+    if priority is None:
+        return "token" if causal else "position"
+    if causal and (priority == "probability" or (priority == "position" and routing != "top1")):
+        raise ValueError(
+            f"`priority={priority!r}` with {routing} routing lets a token's routing depend "
+            "on later positions, which a causal stack must not; use 'token'.")
+    return priority
+
+
 def mask_to_bias(mask):
     """bool mask (true = attend) -> float32 additive bias (0 or `MASK_VALUE`)."""
     return ops.where(ops.cast(mask, "bool"), 0.0, MASK_VALUE)
@@ -38,8 +55,11 @@ class TransformerStack(keras.layers.Layer):
       num_experts: experts per sparse layer, 0 for a dense stack.
       sparse_step: see above.
       routing: `"top1"` (Switch) or `"top2"` (GShard / GLaM).
-      activation, gated, dropout, expert_dropout, layer_norm_epsilon, moe_options:
-        passed to the blocks.
+      activation, gated, dropout, expert_dropout, layer_norm_epsilon, init_scale,
+        moe_options: passed to the blocks. The MoE routing `priority` defaults to
+        `"token"` in causal stacks (causal for any k) and `"position"` (GShard)
+        otherwise; a causal stack refuses priorities that would let a token's routing
+        depend on later positions.
       relative_attention_num_buckets, relative_attention_max_distance: position buckets.
       relative_attention_initializer: initializer of the position bias table.
       router_ignore_padding_tokens: keep padding out of the routers (default). False
@@ -71,7 +91,7 @@ class TransformerStack(keras.layers.Layer):
     def __init__(self, num_layers, num_heads, key_value_dim, intermediate_dim, *,
                  causal=False, use_cross_attention=False, num_experts=0, sparse_step=2,
                  routing="top1", activation="relu", gated=False, dropout=0.0,
-                 expert_dropout=None, layer_norm_epsilon=1e-6,
+                 expert_dropout=None, layer_norm_epsilon=1e-6, init_scale=1.0,
                  relative_attention_num_buckets=32, relative_attention_max_distance=128,
                  relative_attention_initializer="zeros", router_ignore_padding_tokens=True,
                  moe_options=None, **kwargs):
@@ -94,12 +114,16 @@ class TransformerStack(keras.layers.Layer):
         self.dropout = float(dropout)
         self.expert_dropout = None if expert_dropout is None else float(expert_dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.init_scale = float(init_scale)
         self.relative_attention_num_buckets = int(relative_attention_num_buckets)
         self.relative_attention_max_distance = int(relative_attention_max_distance)
         self.relative_attention_initializer = keras.initializers.get(
             relative_attention_initializer)
         self.router_ignore_padding_tokens = bool(router_ignore_padding_tokens)
         self.moe_options = dict(moe_options or {})
+        block_moe_options = dict(self.moe_options)
+        block_moe_options["priority"] = routing_priority(
+            self.moe_options.get("priority"), self.routing, self.causal)
 
         policy = self.dtype_policy
         self.relative_position_bias = RelativePositionBias(
@@ -114,7 +138,8 @@ class TransformerStack(keras.layers.Layer):
                 num_experts=self.num_experts if is_sparse_layer(i, self.sparse_step) else 0,
                 routing=self.routing, activation=self.activation, gated=self.gated,
                 dropout=self.dropout, expert_dropout=self.expert_dropout,
-                layer_norm_epsilon=self.layer_norm_epsilon, moe_options=self.moe_options,
+                layer_norm_epsilon=self.layer_norm_epsilon, init_scale=self.init_scale,
+                moe_options=block_moe_options,
                 feed_forward_name=f"{self.name}_block_{i}_feed_forward",
                 dtype=policy, name=f"block_{i}")
             for i in range(self.num_layers)
@@ -223,6 +248,7 @@ class TransformerStack(keras.layers.Layer):
             dropout=self.dropout,
             expert_dropout=self.expert_dropout,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            init_scale=self.init_scale,
             relative_attention_num_buckets=self.relative_attention_num_buckets,
             relative_attention_max_distance=self.relative_attention_max_distance,
             relative_attention_initializer=keras.initializers.serialize(

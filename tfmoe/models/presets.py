@@ -50,6 +50,14 @@ _TINY_LM = dict(
     tie_embeddings=True, num_experts=0, sparse_step=2)
 
 
+# Capacity-limited CPU scale: a dense twin small enough that ~10M training tokens
+# (GCIDE) saturate it, and sparse variants with the same FLOPs per token.
+_SMALL_LM = dict(
+    vocabulary_size=8192, hidden_dim=64, num_heads=4, key_value_dim=16,
+    intermediate_dim=256, num_layers=4, activation="gelu", gated=True, dropout=0.0,
+    tie_embeddings=True, num_experts=0, sparse_step=1)
+
+
 def _preset(kind, description, **config):
     return {"kind": kind, "description": description, "config": config}
 
@@ -93,13 +101,34 @@ PRESETS = {
         **dict(_GLAM_BASE, hidden_dim=8192, num_heads=128, key_value_dim=128,
                intermediate_dim=32768, num_layers=64)),
     "glam_tiny_8": _preset(
-        CAUSAL_LM, "Tiny CPU decoder-only LM, 8 GEGLU experts, top-2 in every other layer.",
-        **dict(_TINY_LM, num_experts=8, routing="top2")),
+        CAUSAL_LM, "Tiny CPU decoder-only LM, 8 half-width GEGLU experts, top-2 in every layer "
+        "(FLOPs per token of dense_lm_tiny).",
+        **dict(_TINY_LM, intermediate_dim=_TINY_LM["intermediate_dim"] // 2, num_experts=8,
+               routing="top2", sparse_step=1)),
     "switch_lm_tiny_8": _preset(
         CAUSAL_LM, "Tiny CPU decoder-only LM, 8 GEGLU experts, top-1 in every other layer.",
         **dict(_TINY_LM, num_experts=8, routing="top1")),
     "dense_lm_tiny": _preset(
-        CAUSAL_LM, "Tiny CPU decoder-only LM, dense baseline of glam_tiny_8.", **_TINY_LM),
+        CAUSAL_LM, "Tiny CPU decoder-only LM, dense twin of switch_lm_tiny_8 and glam_tiny_8.",
+        **_TINY_LM),
+    "dense_lm_small": _preset(
+        CAUSAL_LM, "Small CPU decoder-only LM (d_model 64), dense twin of the *_lm_small_* presets.",
+        **_SMALL_LM),
+    **{
+        f"switch_lm_small_{e}": _preset(
+            CAUSAL_LM, f"Small CPU decoder-only LM, {e} top-1 experts in every layer "
+            "(FLOPs per token of dense_lm_small).",
+            **dict(_SMALL_LM, num_experts=e, routing="top1"))
+        for e in (8, 16, 32, 64)
+    },
+    **{
+        f"glam_lm_small_{e}": _preset(
+            CAUSAL_LM, f"Small CPU decoder-only LM, {e} top-2 experts of half width in every "
+            "layer (FLOPs per token of dense_lm_small).",
+            **dict(_SMALL_LM, intermediate_dim=_SMALL_LM["intermediate_dim"] // 2,
+                   num_experts=e, routing="top2"))
+        for e in (8, 16)
+    },
 }
 
 

@@ -7,6 +7,8 @@ from keras import ops
 
 from tfmoe.distribute.keras_fixes import DistributedBuildMixin
 from tfmoe.layers.feed_forward_factory import MOE_OPTION_NAMES, ROUTINGS
+from tfmoe.layers.moe_feed_forward import (DEFAULT_GROUP_SIZE, DEFAULT_INIT_SCALE,
+                                           DEFAULT_MIN_CAPACITY)
 from tfmoe.layers.transformer_stack import TransformerStack
 from tfmoe.models import presets as preset_registry
 
@@ -36,7 +38,13 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
         layer, 2 = layers 1, 3, 5, ..., 0 = none).
       routing: "top1" (`SwitchFeedForward`) or "top2" (`Top2FeedForward`).
       capacity_factor, eval_capacity_factor, jitter_noise, load_balance_weight,
-        z_loss_weight, router_dtype, init_scale, dispatch: MoE layer options.
+        z_loss_weight, router_dtype, dispatch, group_size, min_capacity: MoE layer
+        options (`tfmoe.layers.MoeFeedForward`).
+      priority: MoE routing priority; None: `"token"` in decoders (causal for top-2
+        too), `"position"` (GShard) in encoders.
+      init_scale: variance scale of every kernel initializer (attention, dense
+        feed-forward, experts, router): one rule for the whole model, so the sparse
+        branches start on the same scale as the dense ones.
       routing_metrics: log each MoE layer's routing metrics (`<layer>/dropped_fraction`,
         `<layer>/expert_load_max`, `<layer>/router_z_loss`) in `fit`/`evaluate`;
         False keeps the logs short (`routing_stats` still works).
@@ -57,9 +65,10 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
                  relative_attention_max_distance=128, tie_embeddings=True, num_experts=0,
                  sparse_step=2, routing="top1", capacity_factor=1.25,
                  eval_capacity_factor=2.0, jitter_noise=0.0, load_balance_weight=0.01,
-                 z_loss_weight=0.0, router_dtype="float32", init_scale=0.1, dispatch="auto",
-                 routing_metrics=True, expert_dropout=None, router_ignore_padding_tokens=True,
-                 pad_token_id=0, eos_token_id=1, **kwargs):
+                 z_loss_weight=0.0, router_dtype="float32", init_scale=DEFAULT_INIT_SCALE,
+                 dispatch="auto", routing_metrics=True, group_size=DEFAULT_GROUP_SIZE,
+                 min_capacity=DEFAULT_MIN_CAPACITY, priority=None, expert_dropout=None,
+                 router_ignore_padding_tokens=True, pad_token_id=0, eos_token_id=1, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("vocabulary_size", vocabulary_size), ("hidden_dim", hidden_dim),
                             ("num_heads", num_heads), ("intermediate_dim", intermediate_dim),
@@ -105,6 +114,9 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
         self.init_scale = float(init_scale)
         self.dispatch = dispatch
         self.routing_metrics = bool(routing_metrics)
+        self.group_size = int(group_size)
+        self.min_capacity = int(min_capacity)
+        self.priority = priority
         self.expert_dropout = None if expert_dropout is None else float(expert_dropout)
         self.router_ignore_padding_tokens = bool(router_ignore_padding_tokens)
         self.pad_token_id = int(pad_token_id)
@@ -130,6 +142,7 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
             num_experts=self.num_experts, sparse_step=sparse_step, routing=self.routing,
             activation=self.activation, gated=self.gated, dropout=self.dropout,
             expert_dropout=self.expert_dropout, layer_norm_epsilon=self.layer_norm_epsilon,
+            init_scale=self.init_scale,
             relative_attention_num_buckets=self.relative_attention_num_buckets,
             relative_attention_max_distance=self.relative_attention_max_distance,
             relative_attention_initializer=keras.initializers.RandomNormal(
@@ -173,6 +186,7 @@ class SwitchModel(DistributedBuildMixin, keras.Model):
             num_experts=self.num_experts,
             sparse_step=self.sparse_step,
             routing=self.routing,
+            init_scale=self.init_scale,
             expert_dropout=self.expert_dropout,
             router_ignore_padding_tokens=self.router_ignore_padding_tokens,
             pad_token_id=self.pad_token_id,

@@ -16,6 +16,10 @@ from tfmoe.data import corpus
 
 DEFAULT_VOCABULARY = os.path.join(os.fspath(corpus.DEFAULT_CORPUS_DIR), "vocab.txt")
 _VALIDATION_EVERY = 20  # local files: every 20th document is held out
+# Documents are shuffled before packing, with a buffer that holds a whole corpus of the
+# size of GCIDE (249k entries): dictionaries and lexicons are sorted, and a
+# row-level shuffle alone would train on them letter by letter.
+DOCUMENT_SHUFFLE_BUFFER = 300_000
 
 
 def int_masks(features, *rest):
@@ -50,17 +54,31 @@ def text_splits(source: str, *, data_dir=None) -> tuple[tf.data.Dataset, tf.data
                 continue
         raise ValueError(f"--dataset={source} has no validation or test split")
     texts = tfmoe_data.text_dataset(source, split="train").enumerate()
-    train = texts.filter(lambda i, t: i % _VALIDATION_EVERY != 0).map(lambda i, t: t)
-    validation = texts.filter(lambda i, t: i % _VALIDATION_EVERY == 0).map(lambda i, t: t)
-    return train, validation
+
+    def split(held_out):
+        def keep(index, text):
+            return tf.equal(index % _VALIDATION_EVERY == 0, held_out)
+
+        def text_only(index, text):
+            return text
+
+        return texts.filter(keep).map(text_only)
+
+    return split(False), split(True)
 
 
 def pretraining_datasets(kind, tokenizer, source, *, sequence_length, batch_size, seed=0, data_dir=None):
     """`(train, validation)` batches for a preset `kind` ("causal_lm" or "seq2seq").
 
-    Train repeats forever (use `steps_per_epoch`); validation is one finite pass.
+    Train repeats forever (use `steps_per_epoch`); validation is one finite pass. The
+    documents of both splits are shuffled (seeded) before packing, so that sorted
+    sources (dictionaries) are seen in random order and the first validation batches
+    are a sample of the whole split; validation keeps one fixed order.
     """
     train_texts, validation_texts = text_splits(source, data_dir=data_dir)
+    train_texts = train_texts.shuffle(DOCUMENT_SHUFFLE_BUFFER, seed=seed)
+    validation_texts = validation_texts.shuffle(DOCUMENT_SHUFFLE_BUFFER, seed=seed,
+                                                reshuffle_each_iteration=False)
     if kind == "causal_lm":
         def make(texts, train):
             return tfmoe_data.causal_lm_dataset(

@@ -113,3 +113,71 @@ def expert_load_heatmap_png(path: str, layer_names: Sequence[str], fractions: np
     image = np.repeat(np.repeat(grey, scale, axis=0), scale, axis=1)
     _write_png(path, np.stack([image] * 3, axis=-1))
     return path
+
+
+_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown",
+            "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+_LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def grouped_curves_png(
+    path: str,
+    series: dict[str, Sequence[tuple[str, Sequence[float], Sequence[float]]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+) -> str:
+    """Line plot of several runs per model: `{model: [(run label, xs, ys), ...]}`.
+
+    One colour per model, one line style per run (e.g. per seed); the legend names both.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for colour, (model, runs) in zip(_COLOURS * 10, series.items()):
+        for style, (label, xs, ys) in zip(_LINE_STYLES * 10, runs):
+            ax.plot(xs, ys, color=colour, linestyle=style, linewidth=1.2, label=f"{model} ({label})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def experts_scaling_png(
+    path: str,
+    points: dict[str, tuple[int, Sequence[float]]],
+    *,
+    baseline: tuple[str, Sequence[float]],
+    title: str = "",
+) -> str:
+    """Final loss against the number of experts (log2 axis), one marker per run.
+
+    `points`: `{model: (num_experts, [loss per seed])}`; `baseline`: `(name, [loss per
+    seed])`, drawn as a horizontal line at its mean.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    experts = sorted(points.values(), key=lambda p: p[0])
+    means = [float(np.mean(losses)) for _, losses in experts]
+    ax.plot([e for e, _ in experts], means, color="tab:red", marker="o", label="sparse, mean over seeds")
+    for e, losses in experts:
+        ax.scatter([e] * len(losses), losses, color="tab:red", alpha=0.4, s=12)
+    name, losses = baseline
+    ax.axhline(float(np.mean(losses)), color="tab:blue", linestyle="--", label=f"{name} (dense twin)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([e for e, _ in experts])
+    ax.set_xticklabels([str(e) for e, _ in experts])
+    ax.set_xlabel("experts per sparse layer")
+    ax.set_ylabel("final validation cross-entropy (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
