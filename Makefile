@@ -32,6 +32,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/moe_layer.py
+	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/tokenize.py
 	$(PY) benchmarks/serving.py
 

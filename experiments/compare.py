@@ -13,10 +13,14 @@ data in the same order for a given seed, then writes to `--output_dir`:
   baseline;
 - `compare_steps.png` / `compare_time.png`: validation loss against steps and
   against training wall time (one colour per model, one line per seed);
-- `compare_experts.png` when several sparse models differ in their number of experts:
-  final validation loss against experts (the Switch paper's Figure 4), with the
-  baseline as a horizontal line;
-- `compare.json`: everything above, for `--report_only`.
+- `compare_experts.png` when sparse models of one routing (top-1 or top-2) differ in
+  their number of experts: final validation loss against experts (the Switch paper's
+  Figure 4), with the baseline as a horizontal line;
+- `compare.json`: everything above.
+
+Runs live in `--output_dir/MODEL/seed_S`: running the command again resumes
+interrupted runs and keeps finished ones, and `--report_only` rebuilds the table and
+plots from every finished run there (e.g. after adding a seed or a model).
 
 Validation loss is the token cross-entropy, log(validation perplexity): the
 auxiliary router losses are not part of it. "Steps to reach" interpolates linearly
@@ -50,7 +54,7 @@ flags.DEFINE_integer("validation_steps", None, "validation batches (default: who
 flags.DEFINE_string("output_dir", "runs/compare", "runs, table and plots")
 flags.DEFINE_integer("verbose", 2, "fit verbosity")
 flags.DEFINE_multi_string("override", [], "KEY=VALUE model override applied to every model")
-flags.DEFINE_bool("report_only", False, "rebuild the table and plots from the runs already in --output_dir")
+flags.DEFINE_bool("report_only", False, "rebuild the table and plots from the finished runs in --output_dir")
 
 
 def cross_entropy(record):
@@ -114,6 +118,7 @@ def summarize(runs, models):
             "params": any_run["params"],
             "active_params": any_run["active_params"],
             "num_experts": any_run.get("num_experts", 0),
+            "routing": any_run.get("routing", "top1"),
         }
     return rows
 
@@ -172,55 +177,89 @@ def write_plots(output_dir, runs, rows, models):
         written.append(plots.grouped_curves_png(
             os.path.join(output_dir, png), series, xlabel=xlabel, ylabel="validation cross-entropy (nats)",
             title=f"validation loss, equal FLOPs per token ({rows[models[0]]['steps']} steps)"))
-    sparse = [n for n in models if rows[n]["num_experts"]]
-    if len({rows[n]["num_experts"] for n in sparse}) > 1:
-        points = {n: (rows[n]["num_experts"], rows[n]["final_val_ce"]) for n in sparse}
+    series = {}
+    for name in models[1:]:
+        if rows[name]["num_experts"]:
+            series.setdefault(rows[name]["routing"], {})[name] = (
+                rows[name]["num_experts"], rows[name]["final_val_ce"])
+    series = {routing: points for routing, points in series.items()
+              if len({experts for experts, _ in points.values()}) > 1}
+    if series:
         written.append(plots.experts_scaling_png(
-            os.path.join(output_dir, "compare_experts.png"), points,
+            os.path.join(output_dir, "compare_experts.png"), series,
             baseline=(models[0], rows[models[0]]["final_val_ce"]),
             title=f"final validation loss after {rows[models[0]]['steps']} steps"))
     return written
 
 
+def load_run(run_dir, name, overrides):
+    """The finished run of preset `name` in `run_dir` (None if it has no `summary.json`).
+
+    Returns a dict with `history`, `train_time_s`, `params`, `active_params`,
+    `num_experts` and `routing` (counted from the preset, without building the model).
+    """
+    from tfmoe.models import count_active_params, count_params
+    from tfmoe.models.param_count import resolved_config
+    from tfmoe.training.callbacks import read_history
+
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            summary = json.load(f)
+        with open(os.path.join(run_dir, "model_config.json")) as f:
+            vocabulary_size = json.load(f)["vocabulary_size"]
+    except FileNotFoundError:
+        return None
+    sized = {**overrides, "vocabulary_size": vocabulary_size}
+    _, config = resolved_config(name, **sized)
+    return {
+        "history": read_history(os.path.join(run_dir, "history.jsonl")),
+        "train_time_s": summary["train_time_s"],
+        "params": count_params(name, **sized),
+        "active_params": count_active_params(name, **sized),
+        "num_experts": int(config["num_experts"]),
+        "routing": config["routing"],
+    }
+
+
+def finished_seeds(output_dir, name):
+    """Seeds with a `seed_S` run directory under `output_dir/name`."""
+    try:
+        entries = os.listdir(os.path.join(output_dir, name))
+    except FileNotFoundError:
+        return []
+    return sorted(int(e[len("seed_"):]) for e in entries if e.startswith("seed_") and e[5:].isdigit())
+
+
 def main(argv):
     del argv
-    from tfmoe.models import count_active_params
     from tfmoe.training import PretrainConfig, run_pretraining
-    from tfmoe.training.callbacks import read_history
 
     overrides = parse_overrides(FLAGS.override)
     models = list(FLAGS.models)
-    seeds = [int(s) for s in FLAGS.seeds]
     if len(models) < 2:
         raise app.UsageError("--models needs a baseline and at least one model to compare")
-    summary_path = os.path.join(FLAGS.output_dir, "compare.json")
-    runs = {}
-    if FLAGS.report_only:
-        with open(summary_path) as f:
-            runs = {name: {int(seed): run for seed, run in by_seed.items()}
-                    for name, by_seed in json.load(f)["runs"].items()}
+    for seed in [int(s) for s in FLAGS.seeds] if not FLAGS.report_only else ():
         for name in models:
-            for seed in runs[name]:
-                runs[name][seed]["history"] = read_history(
-                    os.path.join(FLAGS.output_dir, name, f"seed_{seed}", "history.jsonl"))
-    for seed in seeds if not FLAGS.report_only else ():
-        for name in models:
-            result = run_pretraining(PretrainConfig(
+            # Finished runs are kept (their backup makes `fit` a no-op); interrupted ones resume.
+            run_pretraining(PretrainConfig(
                 model=name, dataset=FLAGS.dataset, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
                 batch_size=FLAGS.batch_size, sequence_length=FLAGS.sequence_length,
                 learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
                 validation_steps=FLAGS.validation_steps, seed=seed, strategy="auto", verbose=FLAGS.verbose,
                 output_dir=os.path.join(FLAGS.output_dir, name, f"seed_{seed}"), model_overrides=overrides))
-            model = result["model_object"]
-            runs.setdefault(name, {})[seed] = {
-                "history": result["history"], "train_time_s": result["train_time_s"],
-                "params": int(model.count_params()), "num_experts": int(model.num_experts),
-                "active_params": int(count_active_params(
-                    name, vocabulary_size=model.vocabulary_size, **overrides))}
+    runs = {}
+    for name in models:
+        seeds = finished_seeds(FLAGS.output_dir, name) if FLAGS.report_only else [int(s) for s in FLAGS.seeds]
+        for seed in seeds:
+            run = load_run(os.path.join(FLAGS.output_dir, name, f"seed_{seed}"), name, overrides)
+            if run is not None:
+                runs.setdefault(name, {})[seed] = run
+        if name not in runs:
+            raise app.UsageError(f"no finished run of {name} in {FLAGS.output_dir}")
     rows = summarize(runs, models)
     command = "python experiments/compare.py " + " ".join(a for a in sys.argv[1:] if a != "--report_only")
     text = write_table(os.path.join(FLAGS.output_dir, "compare.md"), rows, runs, models, command)
-    with open(summary_path, "w") as f:
+    with open(os.path.join(FLAGS.output_dir, "compare.json"), "w") as f:
         json.dump({"rows": rows, "runs": runs}, f, indent=1)
     write_plots(FLAGS.output_dir, runs, rows, models)
     print(text)

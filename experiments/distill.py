@@ -228,7 +228,8 @@ def distill_student(plan, mix, tokenizer):
     from tfmoe.models import Distiller, init_student_from_teacher
     from tfmoe.training import NonFiniteGuard, TrainingMonitor, check_batch_size, resolve_strategy
     from tfmoe.training import data as training_data
-    from tfmoe.training.pretraining import build_model, count_batches, make_optimizer
+    from tfmoe.training.pretraining import (backed_up_epoch, build_model, count_batches, make_optimizer,
+                                            skip_consumed)
 
     out = student_dir(mix)
     settings = {
@@ -275,9 +276,11 @@ def distill_student(plan, mix, tokenizer):
                           jit_compile=setup.jit_compile_for(distiller),
                           steps_per_execution=setup.steps_per_execution)
     spe = config.steps_per_epoch
+    backup_dir = os.path.join(out, "backup")
+    train = skip_consumed(train, backed_up_epoch(backup_dir), spe)
     monitor = TrainingMonitor(out, None, spe, plot=False)
     callbacks = [NonFiniteGuard(), monitor,
-                 keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), save_freq="epoch",
+                 keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch",
                                                   double_checkpoint=True, delete_checkpoint=False)]
     print(f"student {mix[0]:g}:{mix[1]:g}: distilling {plan.distill_steps} steps in {out}")
     start = time.time()

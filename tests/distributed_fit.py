@@ -20,9 +20,12 @@ GLOBAL_BATCH = 8
 SEQ = 16
 VOCAB = 96
 STEPS = 4
+REPLICAS = 2
+# Routing groups are formed on each replica from its share of the batch; groups of one
+# replica's tokens route the same in one process (two groups per batch) as on two replicas.
 MODEL_OPTIONS = dict(vocabulary_size=VOCAB, hidden_dim=32, num_heads=2, key_value_dim=16,
                      intermediate_dim=64, num_layers=2, num_experts=4, capacity_factor=1.0,
-                     load_balance_weight=0.01)
+                     load_balance_weight=0.01, group_size=GLOBAL_BATCH // REPLICAS * SEQ)
 
 
 def dataset(steps=STEPS, batch=GLOBAL_BATCH):

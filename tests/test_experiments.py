@@ -190,7 +190,7 @@ def _fake_history(final, step_time, steps=(100, 200, 300, 400)):
 
 def test_compare_summarizes_seeds_and_writes_labelled_plots(load_script, tmp_path):
     compare = load_script("compare")
-    models = ["dense_lm_small", "switch_lm_small_8", "switch_lm_small_16"]
+    models = ["dense_lm_small", "switch_lm_small_8", "switch_lm_small_16", "glam_lm_small_8"]
     runs = {
         "dense_lm_small": {s: {"history": _fake_history(4.0 + 0.1 * s, 0.4), "params": 10,
                                "active_params": 10, "num_experts": 0} for s in (0, 1)},
@@ -198,6 +198,9 @@ def test_compare_summarizes_seeds_and_writes_labelled_plots(load_script, tmp_pat
                                   "active_params": 10, "num_experts": 8} for s in (0, 1)},
         "switch_lm_small_16": {s: {"history": _fake_history(3.9, 0.48), "params": 50,
                                    "active_params": 10, "num_experts": 16} for s in (0, 1)},
+        # One top-2 model: not on the top-1 experts curve.
+        "glam_lm_small_8": {s: {"history": _fake_history(3.7, 0.5), "params": 20, "active_params": 10,
+                                "num_experts": 8, "routing": "top2"} for s in (0, 1)},
     }
     rows = compare.summarize(runs, models)
     sparse = rows["switch_lm_small_8"]
@@ -213,3 +216,26 @@ def test_compare_summarizes_seeds_and_writes_labelled_plots(load_script, tmp_pat
     assert [os.path.basename(p) for p in written] == [
         "compare_steps.png", "compare_time.png", "compare_experts.png"]
     assert all(os.path.getsize(p) > 10_000 for p in written)
+
+
+def test_compare_reads_finished_runs_from_disk(load_script, tmp_path):
+    """--report_only: every finished `seed_S` run counts; an unfinished one (no summary) does not."""
+    compare = load_script("compare")
+    for seed, finished in ((0, True), (3, True), (5, False)):
+        run_dir = tmp_path / "glam_lm_small_8" / f"seed_{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "model_config.json").write_text(json.dumps({"vocabulary_size": 1000}))
+        (run_dir / "history.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in _fake_history(3.7, 0.5)))
+        if finished:
+            (run_dir / "summary.json").write_text(json.dumps({"train_time_s": 12.5}))
+    assert compare.finished_seeds(str(tmp_path), "glam_lm_small_8") == [0, 3, 5]
+    assert compare.finished_seeds(str(tmp_path), "dense_lm_small") == []
+    assert compare.load_run(str(tmp_path / "glam_lm_small_8" / "seed_5"), "glam_lm_small_8", {}) is None
+    run = compare.load_run(str(tmp_path / "glam_lm_small_8" / "seed_3"), "glam_lm_small_8", {})
+    from tfmoe.models import count_active_params, count_params
+    assert run["params"] == count_params("glam_lm_small_8", vocabulary_size=1000)
+    assert run["active_params"] == count_active_params("glam_lm_small_8", vocabulary_size=1000)
+    assert run["params"] > run["active_params"]
+    assert (run["num_experts"], run["routing"], run["train_time_s"]) == (8, "top2", 12.5)
+    assert len(run["history"]) == len(_fake_history(3.7, 0.5))

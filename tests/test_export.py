@@ -17,8 +17,11 @@ LABELS = ["negative", "neutral", "positive"]
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tok = h.tokenizer()
+    # One row per routing group: the documented recipe for per-request isolation
+    # (pooled groups make a row's routing depend on its batch whenever an expert overflows).
     model = tfmoe.models.SwitchClassifier.from_preset(
-        "switch_tiny_8", num_classes=3, vocabulary_size=tok.vocabulary_size())
+        "switch_tiny_8", num_classes=3, vocabulary_size=tok.vocabulary_size(),
+        group_size=h.SEQUENCE_LENGTH)
     root = tmp_path_factory.mktemp("clf")
     path = tfmoe.export.export_saved_model(model, tok, root / "clf", label_names=LABELS,
                                            sequence_length=h.SEQUENCE_LENGTH, version=1)

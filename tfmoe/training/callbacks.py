@@ -194,7 +194,7 @@ def read_history(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def write_run_plots(output_dir, verbose=True):
+def write_run_plots(output_dir):
     """Writes `loss_curves.png` and `expert_load_heatmap.png` from `output_dir/history.jsonl`."""
     records = read_history(os.path.join(output_dir, HISTORY_FILE))
     if not records:
@@ -210,7 +210,4 @@ def write_run_plots(output_dir, verbose=True):
         written.append(plots.expert_load_heatmap_png(
             os.path.join(output_dir, HEATMAP_PLOT), names, np.array([load[n] for n in names]),
             title=f"token share per expert, step {records[-1]['step']} (uniform = {1 / len(load[names[0]]):.3f})"))
-    if verbose and not plots.have_matplotlib():
-        print("note: matplotlib is not installed; wrote unlabelled PNG plots "
-              "(pip install matplotlib for labelled ones)")
     return written

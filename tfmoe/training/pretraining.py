@@ -177,7 +177,8 @@ def run_pretraining(config: PretrainConfig) -> dict:
     shutil.copyfile(config.vocabulary, os.path.join(out, "vocab.txt"))
 
     backup_dir = os.path.join(out, "backup")
-    resumed_from = _backup_epoch(backup_dir)
+    resumed_from = backed_up_epoch(backup_dir)
+    train = skip_consumed(train, resumed_from, config.steps_per_epoch)
     if resumed_from and config.verbose:
         print(f"Resuming from the backup in {backup_dir}: epoch {resumed_from}/{epochs} "
               f"(step {resumed_from * config.steps_per_epoch})")
@@ -225,7 +226,17 @@ def run_pretraining(config: PretrainConfig) -> dict:
     return {**summary, "model_object": model, "tokenizer": tokenizer, "history": records}
 
 
-def _backup_epoch(backup_dir):
+def skip_consumed(train, resumed_from_epoch, steps_per_epoch):
+    """`train` without the batches of the epochs a resumed run already trained on.
+
+    The training stream is seeded, so a resumed run then sees the same batches as an
+    uninterrupted one (no token trained on twice).
+    """
+    return train.skip(resumed_from_epoch * steps_per_epoch)
+
+
+def backed_up_epoch(backup_dir):
+    """Epochs completed by the `BackupAndRestore` state in `backup_dir` (0 if none)."""
     path = os.path.join(backup_dir, "training_metadata.json")
     try:
         with open(path) as f:
