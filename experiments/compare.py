@@ -177,18 +177,25 @@ def write_plots(output_dir, runs, rows, models):
         written.append(plots.grouped_curves_png(
             os.path.join(output_dir, png), series, xlabel=xlabel, ylabel="validation cross-entropy (nats)",
             title=f"validation loss, equal FLOPs per token ({rows[models[0]]['steps']} steps)"))
+    # Loss against experts over the seeds every plotted model (and the baseline) has, so
+    # that a model with fewer seeds does not move its mean by seed-to-seed variation.
+    sparse = [name for name in models[1:] if rows[name]["num_experts"]]
+    seeds = set(rows[models[0]]["seeds"]).intersection(*(rows[name]["seeds"] for name in sparse))
+
+    def finals(name):
+        return [v for s, v in zip(rows[name]["seeds"], rows[name]["final_val_ce"]) if s in seeds]
+
     series = {}
-    for name in models[1:]:
-        if rows[name]["num_experts"]:
-            series.setdefault(rows[name]["routing"], {})[name] = (
-                rows[name]["num_experts"], rows[name]["final_val_ce"])
+    for name in sparse:
+        series.setdefault(rows[name]["routing"], {})[name] = (rows[name]["num_experts"], finals(name))
     series = {routing: points for routing, points in series.items()
               if len({experts for experts, _ in points.values()}) > 1}
-    if series:
+    if series and seeds:
         written.append(plots.experts_scaling_png(
             os.path.join(output_dir, "compare_experts.png"), series,
-            baseline=(models[0], rows[models[0]]["final_val_ce"]),
-            title=f"final validation loss after {rows[models[0]]['steps']} steps"))
+            baseline=(models[0], finals(models[0])),
+            title=f"final validation loss after {rows[models[0]]['steps']} steps "
+                  f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"))
     return written
 
 
