@@ -41,7 +41,8 @@ _JARGON_PART = re.compile(r"^Part [IVX]+\. ")  # ends the lexicon entries
 
 
 def shared_data_dir() -> pathlib.Path:
-    """Directory searched for the full data files (`$TFMOE_SHARED_DATA` or `<repo>/../shared/data`)."""
+    """Directory searched for the full data files: `$TFMOE_SHARED_DATA`, else a `shared/data`
+    directory next to the repository checkout."""
     env = os.environ.get(SHARED_DATA_ENV)
     if env:
         return pathlib.Path(env)

@@ -2,7 +2,7 @@
 
 TensorFlow's supported way to shard one variable across devices is DTensor
 (`tf.experimental.dtensor`); `keras.distribution` is a prototype on the TF backend
-(PITFALLS). `ExpertParallelMoe` runs a `SwitchFeedForward` / `Top2FeedForward` layer's
+(its Keras docs mark it not for use). `ExpertParallelMoe` runs a `SwitchFeedForward` / `Top2FeedForward` layer's
 computation on a 2-D mesh `("batch", "expert")`:
 
     tokens       [G, T, H]        layout (batch, -, -)      data parallel; routing groups

@@ -14,7 +14,7 @@ What it decides, by the kind of strategy it resolved:
 |---|---|---|---|---|
 | `tpu` | `mixed_bfloat16` | 32 | `einsum` (static one-hot) | True (TPUs always compile) |
 | `gpu` (one GPU) | `mixed_bfloat16` on compute capability >= 8.0, else `float32` | 1 | `gather` | True |
-| `mirrored` (GPUs or logical CPUs) | as `gpu` / `float32` on CPUs | 1 (PITFALLS: > 1 fails in `fit` on CPUs) | `gather` | False |
+| `mirrored` (GPUs or logical CPUs) | as `gpu` / `float32` on CPUs | 1 (> 1 fails in `fit` on CPUs with Keras 3) | `gather` | False |
 | `multi_worker` | `float32` | 1 | `gather` | False |
 | `cpu` | `float32` | 1 | `gather` | True (`jit_compile_for(model)`: False for models with dropout or jitter, slow under XLA on CPU) |
 
