@@ -27,7 +27,9 @@ except RuntimeError:  # devices already initialised by another import
     pass
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+TEST_DATA = REPO_ROOT / "tests" / "data"
+BERT_VOCAB = TEST_DATA / "bert_uncased_vocab.txt"
+BERT_TOKENIZER_JSON = TEST_DATA / "bert_uncased_tokenizer.json"
 
 
 @pytest.fixture(autouse=True)
@@ -74,11 +76,3 @@ def load_script():
     yield load
     for name in set(flags.FLAGS) - before:
         delattr(flags.FLAGS, name)
-
-
-@pytest.fixture
-def shared_data():
-    """Path to ../shared/data; skips the test when it is not there."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA

@@ -9,12 +9,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from tfmoe.convert import from_hf_switch  # noqa: E402
-from tfmoe.convert.__main__ import main  # noqa: E402
+from tfmoe.convert import from_hf_switch
+from tfmoe.convert.__main__ import main
 
 VOCAB = 67
 

@@ -1,20 +1,16 @@
 """tfmoe.data pipelines fed by the real `tfmoe.tokenize.WordpieceTokenizer` (BERT uncased vocabulary)."""
 
-import pathlib
-
 import pytest
 import tensorflow as tf
+from conftest import BERT_VOCAB
 
+from tfmoe import tokenize
 from tfmoe.data import causal_lm_dataset, span_corruption_dataset, text_dataset
 
 
 @pytest.fixture(scope="module")
 def bert_tokenizer():
-    tokenize = pytest.importorskip("tfmoe.tokenize")
-    vocab = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "bert_uncased_vocab.txt"
-    if not vocab.is_file():
-        pytest.skip(f"{vocab} not found")
-    return tokenize.WordpieceTokenizer(str(vocab))
+    return tokenize.WordpieceTokenizer(str(BERT_VOCAB))
 
 
 def test_span_corruption_uses_tokenizer_special_ids(bert_tokenizer):

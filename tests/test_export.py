@@ -10,7 +10,6 @@ import tensorflow as tf
 import test_export_helpers as h
 import tfmoe
 
-pytestmark = pytest.mark.skipif(not h.VOCAB.is_file(), reason="shared vocabulary missing")
 LABELS = ["negative", "neutral", "positive"]
 
 

@@ -7,7 +7,6 @@ import tensorflow as tf
 import test_export_helpers as h
 import tfmoe
 
-pytestmark = pytest.mark.skipif(not h.VOCAB.is_file(), reason="shared vocabulary missing")
 L, N = h.SEQUENCE_LENGTH, h.MAX_NEW_TOKENS
 
 

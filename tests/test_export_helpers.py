@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-VOCAB = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "bert_uncased_vocab.txt"
+VOCAB = pathlib.Path(__file__).resolve().parent / "data" / "bert_uncased_vocab.txt"
 SEQUENCE_LENGTH = 16
 MAX_NEW_TOKENS = 4
 # One of each hard input: empty, whitespace, invalid UTF-8, 100k characters, plain text.

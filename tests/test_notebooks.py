@@ -5,7 +5,7 @@ to a temporary directory points at `sys.executable`, so it is the venv's Python 
 are installed elsewhere). The tiny values below are injected after the notebook's cell tagged
 `parameters` (papermill's convention), OUTPUT_DIR is a temporary directory, the working
 directory is another one (nothing relies on the repository checkout), and TFMOE_SHARED_DATA
-points at an empty directory, so the bundled data is used as it would be without `../shared`.
+points at an empty directory, so the data bundled with the package is used.
 The checks read the JSON each notebook writes to OUTPUT_DIR and the cells' outputs.
 """
 
@@ -19,12 +19,10 @@ import sys
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
-from jupyter_client.manager import KernelManager  # noqa: E402
+import nbclient
+import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 
 NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("quickstart.ipynb", "finetune_classification.ipynb", "serve.ipynb")

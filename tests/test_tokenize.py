@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tokenizers
+from conftest import BERT_TOKENIZER_JSON, BERT_VOCAB
 
 from tfmoe.tokenize import WordpieceTokenizer, load_vocabulary, sentinel_token
 
@@ -88,8 +90,8 @@ def test_special_tokens_in_strings(tok):
     assert literal("[CLS] cat").numpy().tolist() == ids_of("[", "[UNK]", "]", "cat")
 
 
-def test_bert_vocabulary_ids_and_case_mapping(shared_data):
-    tok = WordpieceTokenizer(shared_data / "bert_uncased_vocab.txt")
+def test_bert_vocabulary_ids_and_case_mapping():
+    tok = WordpieceTokenizer(BERT_VOCAB)
     assert (tok.pad_token_id, tok.unknown_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id) == (
         0, 100, 101, 102, 103,
     )  # fmt: skip
@@ -154,12 +156,11 @@ def test_invalid_utf8_is_replaced_not_raised(tok):
     assert ids.to_list() == [ids_of("cat"), [], ids_of("cat"), ids_of("the", "mat"), ids_of("[CLS]")]
 
 
-def test_invalid_utf8_matches_the_reference_on_replaced_text(shared_data):
-    tokenizers = pytest.importorskip("tokenizers")
-    reference = tokenizers.Tokenizer.from_file(str(shared_data / "bert_uncased_tokenizer.json"))
+def test_invalid_utf8_matches_the_reference_on_replaced_text():
+    reference = tokenizers.Tokenizer.from_file(str(BERT_TOKENIZER_JSON))
     reference.no_truncation()
     reference.no_padding()
-    tok = WordpieceTokenizer(shared_data / "bert_uncased_vocab.txt")
+    tok = WordpieceTokenizer(BERT_VOCAB)
     raw = [b"caf\xe9 au lait", b"\x80abc\xbf", b"na\xc3ve", b"ok \xf0\x9f\x98", b"\xe2\x82"]
     want = [reference.encode(r.decode("utf-8", "replace"), add_special_tokens=False).ids for r in raw]
     assert tok(tf.constant(raw)).to_list() == want

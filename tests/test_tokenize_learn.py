@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfmoe.data import corpus
 from tfmoe.tokenize import WordpieceTokenizer, default_reserved_tokens, learn_vocabulary, normalize_text
 from tfmoe.tokenize.learn import _fit_to_size
 from tfmoe.tokenize.learn import main as learn_main
@@ -111,8 +112,8 @@ def test_cli_as_a_module(tmp_path):
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 
-def test_learned_on_the_jargon_file(shared_data):
-    with gzip.open(shared_data / "jargon.txt.gz", "rt", encoding="utf-8") as f:
+def test_learned_on_the_jargon_file():
+    with gzip.open(corpus.JARGON_FILE, "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")[:1500]
     vocab = learn_vocabulary(lines, 1000)
     tok = WordpieceTokenizer(vocab)

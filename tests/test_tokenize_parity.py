@@ -1,6 +1,6 @@
 """Exact parity of `WordpieceTokenizer` / `normalize_text` with the reference BERT tokenizer.
 
-Reference: `tokenizers.Tokenizer.from_file("../shared/data/bert_uncased_tokenizer.json")`
+Reference: `tokenizers.Tokenizer.from_file("tests/data/bert_uncased_tokenizer.json")` (bert-base-uncased)
 with `add_special_tokens=False` (its padding/truncation to 128, configured in
 the JSON, switched off: we compare whole token sequences).
 Run with `-s` to see the parity percentages.
@@ -14,10 +14,12 @@ import re
 import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
+import tokenizers
+from conftest import BERT_TOKENIZER_JSON, BERT_VOCAB
 
+from tfmoe.data import corpus
 from tfmoe.tokenize import WordpieceTokenizer, charsets, normalize_text
 
-tokenizers = pytest.importorskip("tokenizers")
 
 HARD_CASES = pathlib.Path(__file__).parent / "data" / "tokenizer_hard_cases.txt"
 _ESCAPE = re.compile(r"\\(U[0-9a-fA-F]{8}|u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[ntr0\\])")
@@ -40,8 +42,8 @@ def read_hard_cases(path=HARD_CASES):
 
 
 @functools.lru_cache(maxsize=None)
-def _reference(data_dir, **normalizer_flags):
-    reference = tokenizers.Tokenizer.from_file(str(data_dir / "bert_uncased_tokenizer.json"))
+def _reference(**normalizer_flags):
+    reference = tokenizers.Tokenizer.from_file(str(BERT_TOKENIZER_JSON))
     reference.no_padding()
     reference.no_truncation()
     if normalizer_flags:
@@ -50,8 +52,8 @@ def _reference(data_dir, **normalizer_flags):
 
 
 @functools.lru_cache(maxsize=None)
-def _tokenizer(data_dir, **kwargs):
-    return WordpieceTokenizer(str(data_dir / "bert_uncased_vocab.txt"), **kwargs)
+def _tokenizer(**kwargs):
+    return WordpieceTokenizer(str(BERT_VOCAB), **kwargs)
 
 
 def _tokenize_in_batches(tokenizer, texts, batch_size=8192):
@@ -77,42 +79,42 @@ def _gzip_lines(path):
         return f.read().split("\n")
 
 
-def test_parity_on_every_line_of_the_jargon_file(shared_data):
-    lines = _gzip_lines(shared_data / "jargon.txt.gz")
+def test_parity_on_every_line_of_the_jargon_file():
+    lines = _gzip_lines(corpus.JARGON_FILE)
     assert len(lines) > 40_000
-    assert assert_parity("Jargon File", lines, _tokenizer(shared_data), _reference(shared_data)) == 100.0
+    assert assert_parity("Jargon File", lines, _tokenizer(), _reference()) == 100.0
 
 
-def test_parity_on_every_line_of_the_wordnet_glosses(shared_data):
-    lines = _gzip_lines(shared_data / "wordnet_glosses.tsv.gz")
-    assert len(lines) > 117_000
-    assert assert_parity("WordNet glosses", lines, _tokenizer(shared_data), _reference(shared_data)) == 100.0
+def test_parity_on_every_line_of_the_bundled_wordnet_glosses():
+    lines = _gzip_lines(corpus.WORDNET_SUBSET_FILE)
+    assert len(lines) > 23_000
+    assert assert_parity("WordNet glosses", lines, _tokenizer(), _reference()) == 100.0
 
 
-def test_parity_on_the_hard_cases(shared_data):
+def test_parity_on_the_hard_cases():
     cases = read_hard_cases()
     assert len(cases) > 60 and "" in cases and any("\0" in c for c in cases)
-    assert assert_parity("hard cases", cases, _tokenizer(shared_data), _reference(shared_data)) == 100.0
+    assert assert_parity("hard cases", cases, _tokenizer(), _reference()) == 100.0
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
 @pytest.mark.parametrize("strip_accents", [True, False])
-def test_parity_on_the_hard_cases_for_each_normalisation(shared_data, lowercase, strip_accents):
+def test_parity_on_the_hard_cases_for_each_normalisation(lowercase, strip_accents):
     flags = dict(lowercase=lowercase, strip_accents=strip_accents)
     assert_parity(
         f"hard cases {flags}",
         read_hard_cases(),
-        _tokenizer(shared_data, **flags),
-        _reference(shared_data, clean_text=True, handle_chinese_chars=True, **flags),
+        _tokenizer(**flags),
+        _reference(clean_text=True, handle_chinese_chars=True, **flags),
     )
 
 
-def test_hard_cases_defeat_the_shortcuts(shared_data):
+def test_hard_cases_defeat_the_shortcuts():
     """The hard cases are hard: plain end-to-end FastWordpiece, and tf_text's own
     BERT normaliser (NFKC case folding), both disagree with the reference on them."""
     cases = read_hard_cases()
-    want = [e.ids for e in _reference(shared_data).encode_batch(cases, add_special_tokens=False)]
-    tokenizer = _tokenizer(shared_data)
+    want = [e.ids for e in _reference().encode_batch(cases, add_special_tokens=False)]
+    tokenizer = _tokenizer()
     normalized = normalize_text(tf.constant(cases), pad_cjk=False, exact_whitespace=False)
     end_to_end_only = tokenizer._end_to_end.tokenize(normalized).to_list()
     fast_bert = tf_text.FastBertTokenizer(
@@ -141,8 +143,8 @@ def _all_code_points():
     return [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
 
 
-def _assert_code_point_parity(shared_data, code_points):
-    tokenizer, reference = _tokenizer(shared_data), _reference(shared_data)
+def _assert_code_point_parity(code_points):
+    tokenizer, reference = _tokenizer(), _reference()
     for context in ("{}", "a{}b", "A{}"):
         assert_parity(
             f"{len(code_points)} code points in {context!r}",
@@ -161,8 +163,8 @@ def _assert_normalizer_parity(code_points):
     assert not mismatches, f"{len(mismatches)} differ, first: {mismatches[:5]}"
 
 
-def test_code_point_sample_parity(shared_data):
-    _assert_code_point_parity(shared_data, _code_point_sample())
+def test_code_point_sample_parity():
+    _assert_code_point_parity(_code_point_sample())
 
 
 def test_normalize_text_matches_the_reference_normalizer_on_sampled_code_points():
@@ -179,8 +181,8 @@ def test_normalize_text_matches_the_reference_normalizer_on_hard_cases():
 
 
 @pytest.mark.slow
-def test_every_code_point_parity(shared_data):
-    _assert_code_point_parity(shared_data, _all_code_points())
+def test_every_code_point_parity():
+    _assert_code_point_parity(_all_code_points())
 
 
 @pytest.mark.slow
