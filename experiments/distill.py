@@ -33,11 +33,12 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from absl import app, flags  # noqa: E402
 
+from tfmoe import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
+fail = cli.failer("distill.py")
 flags.DEFINE_string("dense", "dense_lm_tiny", "dense preset: the baseline, and the student's architecture")
 flags.DEFINE_string("teacher", "switch_lm_tiny_8", "sparse preset with the same FLOPs per token")
 flags.DEFINE_string("dataset", "default", "text source (see pretrain.py)")
@@ -228,8 +229,8 @@ def distill_student(plan, mix, tokenizer):
     from tfmoe.models import Distiller, init_student_from_teacher
     from tfmoe.training import NonFiniteGuard, TrainingMonitor, check_batch_size, resolve_strategy
     from tfmoe.training import data as training_data
-    from tfmoe.training.pretraining import (backed_up_epoch, build_model, count_batches, make_optimizer,
-                                            skip_consumed)
+    from tfmoe.training import backup
+    from tfmoe.training.pretraining import build_model, count_batches, make_optimizer, skip_consumed
 
     out = student_dir(mix)
     settings = {
@@ -277,14 +278,14 @@ def distill_student(plan, mix, tokenizer):
                           steps_per_execution=setup.steps_per_execution)
     spe = config.steps_per_epoch
     backup_dir = os.path.join(out, "backup")
-    train = skip_consumed(train, backed_up_epoch(backup_dir), spe)
+    resumed_from = backup.restore_latest(distiller, backup_dir)
+    train = skip_consumed(train, resumed_from, spe)
     monitor = TrainingMonitor(out, None, spe, plot=False)
-    callbacks = [NonFiniteGuard(), monitor,
-                 keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch",
-                                                  double_checkpoint=True, delete_checkpoint=False)]
+    callbacks = [NonFiniteGuard(), monitor, backup.EpochBackup(backup_dir)]
     print(f"student {mix[0]:g}:{mix[1]:g}: distilling {plan.distill_steps} steps in {out}")
     start = time.time()
-    distiller.fit(train, epochs=plan.distill_steps // spe, steps_per_epoch=spe, validation_data=validation,
+    distiller.fit(train, epochs=plan.distill_steps // spe, initial_epoch=resumed_from, steps_per_epoch=spe,
+                  validation_data=validation,
                   validation_steps=validation_steps, callbacks=callbacks, verbose=config.verbose)
     student.save_weights(os.path.join(out, "model.weights.h5"))
     records = monitor.records()
@@ -465,9 +466,6 @@ def run(plan):
     print(text)
 
 
-def fail(message):
-    print(f"distill.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -6,57 +6,55 @@
     python experiments/finetune.py --task=tfds:imdb_reviews ...                     # supervised TFDS
 
 `--init_from=DIR` starts from a `pretrain.py` run of a seq2seq preset (its token
-embedding and encoder). Resumable like pretrain.py (`BackupAndRestore`).
-Tasks: `wordnet` (WordNet supersenses, 45 classes, bundled), a TSV file with a
-header and `text` and `label` columns (labels: any strings; the validation split is
-every 10th row unless `--validation_task` is given), or `tfds:NAME` with
-(text, label) supervised keys.
+embedding and encoder). Resumable like pretrain.py (epoch backups, `tfmoe.training.backup`).
+Tasks: `wordnet` (WordNet supersenses, 45 classes, bundled), a UTF-8 TSV file with
+a header and `text` and `label` columns (labels: any non-empty strings, at least 2
+classes; the validation split is every 10th row unless `--validation_task` is given),
+or `tfds:NAME` with (text, label) supervised keys.
 """
 
 import json
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from absl import app, flags  # noqa: E402
 
+from tfmoe import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
+fail = cli.failer("finetune.py")
 flags.DEFINE_string("model", "switch_tiny_8", "seq2seq preset whose encoder is used")
 flags.DEFINE_string("task", "wordnet", "'wordnet', a TSV file (text, label columns) or tfds:NAME")
 flags.DEFINE_string("validation_task", None, "TSV file for validation (default: every 10th row of --task)")
 flags.DEFINE_string("vocabulary", None, "WordPiece vocabulary (default: --init_from's, else the bundled one)")
 flags.DEFINE_string("init_from", None, "pretrain.py output directory of a seq2seq preset")
-flags.DEFINE_integer("steps", 500, "training steps")
-flags.DEFINE_integer("steps_per_epoch", None, "validation/backup interval (default min(steps, 100))")
-flags.DEFINE_integer("batch_size", 32, "batch size")
-flags.DEFINE_integer("sequence_length", 64, "tokens per example")
+flags.DEFINE_integer("steps", 500, "training steps", lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", None, "validation/backup interval (default min(steps, 100))",
+                     lower_bound=1)
+flags.DEFINE_integer("batch_size", 32, "batch size", lower_bound=1)
+flags.DEFINE_integer("sequence_length", 64, "tokens per example", lower_bound=1)
 flags.DEFINE_float("learning_rate", 5e-4, "peak learning rate")
 flags.DEFINE_float("dropout", 0.1, "dropout")
 flags.DEFINE_float("expert_dropout", 0.4, "dropout inside the experts (Switch paper fine-tuning: 0.4)")
 flags.DEFINE_enum("strategy", "auto", ["auto", "cpu", "gpu", "mirrored", "tpu", "multi_worker"], "strategy")
-flags.DEFINE_integer("cpu_replicas", 1, "split the CPU into this many logical devices")
+flags.DEFINE_integer("cpu_replicas", 1, "split the CPU into this many logical devices", lower_bound=1)
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16")
 flags.DEFINE_string("output_dir", "runs/finetune", "outputs")
 flags.DEFINE_integer("seed", 0, "seed")
 flags.DEFINE_integer("verbose", 1, "fit verbosity")
 
 
-def fail(message):
-    print(f"finetune.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+
+
 
 
 def load_task(task, validation_task):
     """`(train, validation, test_or_None, label_names)` datasets of (text, int label)."""
-    import csv
-    import gzip
-
     import tensorflow as tf
 
     from tfmoe import data as tfmoe_data
+    from tfmoe.data import files
 
     if task == "wordnet":
         return tfmoe_data.wordnet_supersense_splits()
@@ -77,24 +75,26 @@ def load_task(task, validation_task):
         cast = lambda t, y: (t, tf.cast(y, tf.int32))  # noqa: E731
         return train.map(cast), validation.map(cast), None, list(names)
 
-    def read(path):
+    def read(flag, path):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--task file not found: {path}")
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        if not rows or "text" not in rows[0] or "label" not in rows[0]:
-            raise ValueError(f"{path}: needs a header with 'text' and 'label' columns")
-        return [r["text"] for r in rows], [r["label"] for r in rows]
+            raise FileNotFoundError(f"--{flag} file not found: {path}")
+        texts, labels = files.read_labelled_tsv(path)
+        if not texts:
+            raise ValueError(f"--{flag}={path} has a header but no rows")
+        return texts, labels
 
-    texts, labels = read(task)
+    texts, labels = read("task", task)
     if validation_task:
-        v_texts, v_labels = read(validation_task)
+        v_texts, v_labels = read("validation_task", validation_task)
     else:
         v_texts, v_labels = texts[::10], labels[::10]
         texts = [t for i, t in enumerate(texts) if i % 10]
         labels = [y for i, y in enumerate(labels) if i % 10]
+        if not texts:
+            raise ValueError(f"--task={task} has 1 row: too few to hold out every 10th for validation")
     names = sorted(set(labels) | set(v_labels))
+    if len(names) < 2:
+        raise ValueError(f"--task={task} has {len(names)} class ({names[0]!r}): a classifier needs at least 2")
     index = {n: i for i, n in enumerate(names)}
 
     def dataset(t, y):
@@ -112,7 +112,7 @@ def main(argv):
     split_cpu(FLAGS.cpu_replicas)
     try:
         run()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # OSError: FileNotFoundError, unreadable gzip
         fail(str(error).strip().splitlines()[0])
 
 
@@ -121,14 +121,11 @@ def run():
 
     from tfmoe import data as tfmoe_data
     from tfmoe.distribute import configure, worker_output_dir
-    from tfmoe.models import SwitchClassifier, SwitchTransformer, get_preset
-    from tfmoe.training import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, check_batch_size, resolve_strategy
+    from tfmoe.models import get_preset
+    from tfmoe.training import backup, check_batch_size, resolve_strategy
     from tfmoe.training.data import DEFAULT_VOCABULARY, int_masks
-    from tfmoe.training.pretraining import make_optimizer, make_tokenizer
+    from tfmoe.training.pretraining import check_output_dir, make_output_dir, make_tokenizer
 
-    for name in ("steps", "batch_size", "sequence_length"):
-        if getattr(FLAGS, name) <= 0:
-            raise ValueError(f"--{name} must be a positive integer, got {getattr(FLAGS, name)}")
     spe = FLAGS.steps_per_epoch or min(FLAGS.steps, 100)
     if FLAGS.steps % spe:
         raise ValueError(f"--steps={FLAGS.steps} must be a multiple of --steps_per_epoch={spe}")
@@ -138,6 +135,7 @@ def run():
                                       else DEFAULT_VOCABULARY)
     if not os.path.isfile(vocabulary):
         raise FileNotFoundError(f"vocabulary file not found: {vocabulary}")
+    check_output_dir(FLAGS.output_dir)
     # The strategy first: MultiWorkerMirroredStrategy must exist before other TensorFlow calls.
     strategy = resolve_strategy(FLAGS.strategy)
     check_batch_size(FLAGS.batch_size, strategy)
@@ -147,18 +145,37 @@ def run():
     tokenizer = make_tokenizer(vocabulary)
     train, validation, test, label_names = load_task(FLAGS.task, FLAGS.validation_task)
 
-    def batches(examples, training):
+    def batches(examples, training, cache=True):
         return tfmoe_data.classification_dataset(
             examples, tokenizer, sequence_length=FLAGS.sequence_length, batch_size=FLAGS.batch_size,
             # The whole split: the WordNet files are sorted by class.
             shuffle_buffer_size=200_000 if training else 0,
-            seed=FLAGS.seed, repeat=training).map(int_masks)
+            seed=FLAGS.seed, repeat=training, cache=cache).map(int_masks)
 
     train_batches, validation_batches = batches(train, True), batches(validation, False)
+    # Without a validation batch `evaluate` returns no accuracy. Not cached: a partly
+    # read cache is discarded with a warning.
+    if not any(True for _ in batches(validation, False, cache=False).take(1)):
+        raise ValueError(f"the validation split of --task={FLAGS.task} holds less than one batch "
+                         f"of --batch_size={FLAGS.batch_size} examples")
+    out = worker_output_dir(FLAGS.output_dir)  # only the chief writes to --output_dir
+    make_output_dir(out)
+    with backup.RunDirectoryLock(out):
+        train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_batches,
+                           validation_batches, None if test is None else batches(test, False))
+
+
+def train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_batches, validation_batches,
+                       test_batches):
+    """Builds (or resumes) the classifier in `out`, trains, evaluates and writes results.json."""
+    import keras
+
+    from tfmoe.models import SwitchClassifier, SwitchTransformer
+    from tfmoe.training import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, backup
+    from tfmoe.training.pretraining import make_optimizer, skip_consumed
+
     options = dict(vocabulary_size=tokenizer.vocabulary_size(), pad_token_id=tokenizer.pad_token_id or 0,
                    dropout=FLAGS.dropout, expert_dropout=FLAGS.expert_dropout)
-    out = worker_output_dir(FLAGS.output_dir)  # only the chief writes to --output_dir
-    os.makedirs(out, exist_ok=True)
     with strategy.scope():
         model = SwitchClassifier.from_preset(FLAGS.model, num_classes=len(label_names), **options)
         if FLAGS.init_from:
@@ -172,25 +189,25 @@ def run():
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       steps_per_execution=setup.steps_per_execution, jit_compile=setup.jit_compile_for(model))
+    backup_dir = os.path.join(out, "backup")
+    resumed_from = backup.restore_latest(model, backup_dir)
     monitor = TrainingMonitor(out, os.path.join(out, "logs"), spe)
-    callbacks = [NonFiniteGuard(), monitor,
-                 keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), double_checkpoint=True,
-                                                  delete_checkpoint=False),
+    callbacks = [NonFiniteGuard(), monitor, backup.EpochBackup(backup_dir),
                  keras.callbacks.ModelCheckpoint(os.path.join(out, "best.weights.h5"), monitor="val_accuracy",
                                                  mode="max", save_best_only=True, save_weights_only=True)]
     try:
-        model.fit(train_batches, epochs=FLAGS.steps // spe, steps_per_epoch=spe,
-                  validation_data=validation_batches, callbacks=callbacks, verbose=FLAGS.verbose)
+        model.fit(skip_consumed(train_batches, resumed_from, spe), epochs=FLAGS.steps // spe,
+                  initial_epoch=resumed_from, steps_per_epoch=spe, validation_data=validation_batches,
+                  callbacks=callbacks, verbose=FLAGS.verbose)
     except NonFiniteLossError as error:
         fail(f"training stopped: {error}")
-    model.save_weights(os.path.join(out, "model.weights.h5"))
+    backup.save_weights_atomic(model, os.path.join(out, "model.weights.h5"))
     results = {"step": int(model.optimizer.iterations.numpy()), "num_classes": len(label_names),
                "validation": model.evaluate(validation_batches, verbose=0, return_dict=True)}
-    if test is not None:
-        results["test"] = model.evaluate(batches(test, False), verbose=0, return_dict=True)
+    if test_batches is not None:
+        results["test"] = model.evaluate(test_batches, verbose=0, return_dict=True)
     results = json.loads(json.dumps(results, default=float))
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    backup.write_json_atomic(os.path.join(out, "results.json"), results)
     for split in ("validation", "test"):
         if split in results:
             print(f"{split}: accuracy {results[split]['accuracy']:.4f}  loss {results[split]['loss']:.4f}")
@@ -198,4 +215,4 @@ def run():
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.flags_parser("finetune.py"))

@@ -10,30 +10,33 @@ See `tfmoe.training.pretraining` for the output layout.
 """
 
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from absl import app, flags  # noqa: E402
 
+from tfmoe import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
+fail = cli.failer("pretrain.py")
 flags.DEFINE_string("model", "switch_lm_tiny_8", "preset name (tfmoe.models.list_presets())")
 flags.DEFINE_string("dataset", "default", "'default' (bundled corpus), 'tfds:NAME[/CONFIG]' or a text/TSV file")
 flags.DEFINE_string("vocabulary", None, "WordPiece vocabulary file (default: the bundled vocab.txt)")
-flags.DEFINE_integer("steps", 1000, "total training steps")
-flags.DEFINE_integer("steps_per_epoch", None, "steps between validation/backups (default min(steps, 100))")
-flags.DEFINE_integer("batch_size", 16, "global batch size")
-flags.DEFINE_integer("sequence_length", 128, "tokens per example (encoder length for seq2seq)")
+flags.DEFINE_integer("steps", 1000, "total training steps", lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", None, "steps between validation/backups (default min(steps, 100))",
+                     lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "global batch size", lower_bound=1)
+flags.DEFINE_integer("sequence_length", 128, "tokens per example (encoder length for seq2seq)", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate (warm-up then cosine decay)")
-flags.DEFINE_integer("warmup_steps", 100, "learning-rate warm-up steps")
+flags.DEFINE_integer("warmup_steps", 100, "learning-rate warm-up steps", lower_bound=0)
 flags.DEFINE_bool("mixed_precision", False, "train in mixed_bfloat16")
 flags.DEFINE_enum("strategy", "auto", ["auto", "cpu", "gpu", "mirrored", "tpu", "multi_worker"],
                   "tf.distribute strategy; auto = TPU, else all GPUs, else CPU")
-flags.DEFINE_integer("cpu_replicas", 1, "split the CPU into this many logical devices (CPU mirrored testing)")
+flags.DEFINE_integer("cpu_replicas", 1, "split the CPU into this many logical devices (CPU mirrored testing)",
+                     lower_bound=1)
 flags.DEFINE_string("output_dir", "runs/pretrain", "checkpoints, backups, logs, plots")
-flags.DEFINE_integer("validation_steps", None, "validation batches per evaluation (default: whole split)")
+flags.DEFINE_integer("validation_steps", None, "validation batches per evaluation (default: whole split)",
+                     lower_bound=1)
 flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch")
 flags.DEFINE_multi_string("override", [], "model override KEY=VALUE (e.g. num_experts=16), repeatable")
@@ -79,10 +82,9 @@ def main(argv):
     print(f"outputs in {config.output_dir}")
 
 
-def fail(message):
-    print(f"pretrain.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+
+
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.flags_parser("pretrain.py"))

@@ -6,6 +6,10 @@ logits compared in float32 on inputs where neither side drops a token (Hugging F
 """
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -210,3 +214,66 @@ def test_directory_without_safetensors_fails_clearly(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         from_hf_switch(tmp_path)
+
+
+def _corrupt_tensors(path, names):
+    """Overwrites the data bytes of tensors `names` of safetensors file `path` with 0xFF
+    (NaN in float32), leaving the header intact."""
+    data = bytearray(path.read_bytes())
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_size])
+    for name in names:
+        begin, end = header[name]["data_offsets"]
+        data[8 + header_size + begin:8 + header_size + end] = b"\xff" * (end - begin)
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+CORRUPTED = "encoder.block.1.layer.1.mlp.experts.expert_3.wo.weight"
+BROKEN_CHECKPOINTS = {
+    "missing directory": (lambda d: shutil.rmtree(d), "No such directory"),
+    "no weights file": (lambda d: (d / "model.safetensors").unlink(), "No model.safetensors"),
+    "truncated weights": (lambda d: _truncate(d / "model.safetensors"),
+                          "model.safetensors is not a readable safetensors file"),
+    "empty weights": (lambda d: (d / "model.safetensors").write_bytes(b""),
+                      r"model.safetensors is not a readable safetensors file \(empty file\)"),
+    "bad json config": (lambda d: (d / "config.json").write_text('{"num_experts": 4,'),
+                        "config.json is not valid JSON"),
+    "num_experts mismatch": (
+        lambda d: (d / "config.json").write_text(json.dumps(
+            dict(json.loads((d / "config.json").read_text()), num_experts=2))),
+        "num_experts=2 but the checkpoint has 4 experts"),
+    "non-finite weights": (
+        lambda d: _corrupt_tensors(d / "model.safetensors", [CORRUPTED, "shared.weight"]),
+        rf"NaN or Inf.*2 non-finite weight\(s\) \[{CORRUPTED}, shared.weight\]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_CHECKPOINTS))
+def test_cli_reports_a_broken_checkpoint_in_one_line(hf_dir, tmp_path, capsys, case):
+    import re
+
+    break_it, message = BROKEN_CHECKPOINTS[case]
+    directory = tmp_path / "hf"
+    shutil.copytree(hf_dir[0], directory)
+    break_it(directory)
+    output = tmp_path / "model.keras"
+    assert main(["--hf_dir", str(directory), "--output", str(output)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("python -m tfmoe.convert: error: "), errors
+    assert re.search(message, errors[0]), errors[0]
+    assert not output.exists()
+
+
+def test_cli_error_exits_nonzero_with_only_the_error_line(tmp_path):
+    """A bad directory fails before TensorFlow is imported (no log lines either)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tfmoe.convert", "--hf_dir", str(tmp_path / "nowhere"),
+         "--output", str(tmp_path / "model.keras")],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"python -m tfmoe.convert: error: No such directory: '{tmp_path / 'nowhere'}'."]

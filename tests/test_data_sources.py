@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 import tfmoe.data  # noqa: F401  (registers tfmoe_default_corpus)
 from tfmoe.data import DEFAULT_CORPUS_DIR, JARGON_FILE, WORDNET_SUBSET_FILE, jargon_documents, text_dataset
+from tfmoe.data import files
 
 
 def _strings(ds):
@@ -105,3 +106,37 @@ def test_tfds_builder_supersenses_offline(tmp_path):
     assert set(sizes) == {"train", "validation", "test"} and sum(sizes.values()) == 23293
     text, label = next(iter(builder.as_dataset(split="test", as_supervised=True)))
     assert text.dtype == tf.string and 0 <= int(label) < 45
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"text\tlabel\nthe cat\tnoun\nruns\n", r"row 3, column 'label': missing"),
+    (b"text\tlabel\nthe cat\t\nruns\tverb\n", r"row 2, column 'label' is empty"),
+    (b"text\tlabel\nthe cat\tnoun\ncaf\xe9\tnoun\n", r"row 3, column 'text': byte 0xe9 is not UTF-8"),
+    (b"text\tlabel\nthe cat\tnoun\tx\n", r"row 2 has 3 tab-separated fields, the header only 2"),
+    (b"text\tclass\nthe cat\tnoun\n", r"header \(row 1\) has no column 'label'"),
+])
+def test_labelled_tsv_errors_name_file_row_and_column(tmp_path, content, message):
+    path = tmp_path / "task.tsv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"task.tsv: .*{message}") as info:
+        files.read_labelled_tsv(path)
+    assert "\n" not in str(info.value)
+
+
+def test_labelled_tsv_reads_gzip_and_skips_a_byte_order_mark(tmp_path):
+    path = tmp_path / "task.tsv.gz"
+    path.write_bytes(gzip.compress("\ufefftext\tlabel\nthe cat\tnoun\n\nruns \"fast\"\tverb\n".encode()))
+    assert files.read_labelled_tsv(path) == (["the cat", 'runs "fast"'], ["noun", "verb"])
+
+
+def test_find_non_utf8(tmp_path):
+    text, latin1, binary, packed = (tmp_path / name for name in ("a.txt", "b.txt", "c.bin", "d.txt.gz"))
+    text.write_text("caf\u00e9\nna\u00efve\n", encoding="utf-8")
+    latin1.write_bytes("ok\ncaf\u00e9\n".encode("latin-1"))
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00")
+    packed.write_bytes(gzip.compress("one\ntwo\n".encode()))
+    assert files.find_non_utf8(text) is None and files.find_non_utf8(packed) is None
+    assert files.find_non_utf8(latin1) == "line 2: byte 0xe9 is not UTF-8"
+    assert files.find_non_utf8(binary) == "line 1: NUL byte (binary data)"
+    (tmp_path / "e.txt.gz").write_bytes(b"not gzip")
+    assert files.find_non_utf8(tmp_path / "e.txt.gz") == "not a readable gzip file"

@@ -10,6 +10,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfmoe.training import (
     NonFiniteGuard,
@@ -19,6 +20,8 @@ from tfmoe.training import (
     resolve_strategy,
     run_pretraining,
 )
+from tfmoe import cli
+from tfmoe.training import backup
 from tfmoe.training import callbacks as cb
 from tfmoe.training.pretraining import validate
 
@@ -80,17 +83,12 @@ def test_resume_after_sigkill(tmp_path):
     args = [*TINY_FLAGS, "--steps=8", "--steps_per_epoch=2", f"--output_dir={out}"]
     proc = subprocess.Popen([sys.executable, PRETRAIN, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
-    metadata = out / "backup" / "training_metadata.json"
     deadline = time.time() + 240
     epoch = 0
     while time.time() < deadline and proc.poll() is None:
-        if metadata.exists():
-            try:
-                epoch = json.loads(metadata.read_text())["epoch"]
-            except (ValueError, KeyError):
-                epoch = 0
-            if epoch >= 1:
-                break
+        epoch = backup.backed_up_epoch(str(out / "backup"))
+        if epoch >= 1:
+            break
         time.sleep(0.2)
     assert proc.poll() is None, "run finished before it could be killed: " + proc.stdout.read().decode()[-2000:]
     assert epoch >= 1, "no backup written in time"
@@ -125,7 +123,7 @@ def test_short_mixed_bfloat16_run_is_finite_and_writes_outputs(tmp_path):
     assert sum(load["decoder_block_1_feed_forward"]) == pytest.approx(1.0, abs=1e-4)
     assert "decoder_block_1_feed_forward/dropped_fraction" in history[-1]
     for name in ("loss_curves.png", "expert_load_heatmap.png", "model.weights.h5", "vocab.txt",
-                 "checkpoints/best.weights.h5", "backup/latest.weights.h5", "summary.json"):
+                 "checkpoints/best.weights.h5", "backup/epoch_000002.weights.h5", "summary.json"):
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -240,3 +238,146 @@ def test_compare_reads_finished_runs_from_disk(load_script, tmp_path):
     assert run["params"] > run["active_params"]
     assert (run["num_experts"], run["routing"], run["train_time_s"]) == (8, "top2", 12.5)
     assert len(run["history"]) == len(_fake_history(3.7, 0.5))
+
+
+# Clear one-line errors of the scripts, and inputs refused before training ---------------
+
+
+def _script_exit(load_script, capsys, name, argv):
+    """Runs `experiments/NAME.py` in-process (flag parsing, then `main`); returns its
+    stderr lines, after checking it exits with status 2."""
+    module = load_script(name)
+    with pytest.raises(SystemExit) as info:
+        module.main(cli.flags_parser(f"{name}.py")([f"{name}.py", *argv]))
+    assert info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("name, flag", [
+    ("pretrain", "--steps_per_epoch=-5"), ("pretrain", "--steps=0"), ("pretrain", "--batch_size=-1"),
+    ("pretrain", "--sequence_length=0"), ("pretrain", "--validation_steps=0"),
+    ("finetune", "--steps_per_epoch=-5"), ("finetune", "--batch_size=0"),
+])
+def test_invalid_numeric_flags_are_named(load_script, capsys, name, flag):
+    lines = _script_exit(load_script, capsys, name, [flag])
+    assert len(lines) == 1 and lines[0].startswith(f"{name}.py: error: flag {flag}: "), lines
+    assert "positive integer" in lines[0]
+
+
+def test_invalid_flag_exits_without_a_traceback():
+    result = _run(["--steps_per_epoch=-5"], timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert _error_lines(result.stderr) == [
+        "pretrain.py: error: flag --steps_per_epoch=-5: -5 is not a positive integer"]
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_pretrain_output_dir_that_is_a_file(load_script, capsys, tmp_path, where):
+    existing = tmp_path / "results.txt"
+    existing.write_text("not a directory")
+    output_dir = existing if where == "file" else existing / "run"
+    lines = _script_exit(load_script, capsys, "pretrain", [f"--output_dir={output_dir}", "--strategy=cpu"])
+    suffix = "" if where == "file" else f": {existing}"
+    assert lines == [f"pretrain.py: error: --output_dir={output_dir}{suffix} is a file, not a directory"]
+
+
+def test_unwritable_output_dir_is_refused(tmp_path, monkeypatch):
+    read_only = tmp_path / "read_only"
+    read_only.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root may write anywhere: answer as for an ordinary user
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: path != str(read_only) and access(path, mode))
+    with pytest.raises(ValueError, match=rf"--output_dir={read_only}/run: {read_only} is not writable"):
+        validate(PretrainConfig(output_dir=str(read_only / "run")))
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1: byte 0x89 is not UTF-8"),
+    (b"GIF89a\n\x01\x00\x01\x00", "line 2: NUL byte (binary data)"),
+    ("first line\ncaf\u00e9 au lait\n".encode("latin-1"), "line 2: byte 0xe9 is not UTF-8"),
+])
+def test_dataset_that_is_not_utf8_text_is_refused(tmp_path, content, problem):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        validate(PretrainConfig(dataset=str(path), output_dir=str(tmp_path / "run")))
+    assert str(info.value) == f"--dataset file {path} is not UTF-8 text ({problem})"
+
+
+def _split_of(text):
+    from tfmoe.training.data import is_validation_document
+
+    return "validation" if bool(is_validation_document(tf.constant(text))) else "train"
+
+
+def _document_in(split, words=200):
+    """A long document that the local-file split puts in `split`."""
+    return next(text for i in range(1000)
+                for text in [" ".join(f"hacker {i} wrote a kludge" for _ in range(words // 5))]
+                if _split_of(text) == split)
+
+
+def test_local_files_are_split_by_a_stable_hash_of_each_document(tmp_path):
+    from tfmoe.training.data import text_splits
+
+    documents = [f"document number {i} about the jargon file" for i in range(200)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(documents) + "\n")
+    train, validation = ([t.decode() for t in split.as_numpy_iterator()] for split in text_splits(str(path)))
+    assert train == [d for d in documents if _split_of(d) == "train"]
+    assert validation == [d for d in documents if _split_of(d) == "validation"]
+    assert 0 < len(validation) < 30
+    # The split follows the text, not the position: reversed file, same split of each document.
+    backwards = tmp_path / "backwards.txt"
+    backwards.write_text("\n".join(reversed(documents)) + "\n")
+    assert [t.decode() for t in text_splits(str(backwards))[1].as_numpy_iterator()] == validation[::-1]
+    one = tmp_path / "one.txt"
+    one.write_text(_document_in("train") + "\n")
+    assert [len(list(split)) for split in text_splits(str(one))] == [1, 0]
+
+
+def test_empty_train_split_is_refused_before_training(tmp_path):
+    """One long document that hashes to validation: nothing to train on."""
+    path = tmp_path / "one_document.txt"
+    path.write_text(_document_in("validation") + "\n")
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=rf"^the train split of --dataset={path} holds no batch"):
+        run_pretraining(PretrainConfig(
+            model="switch_lm_tiny_8", dataset=str(path), steps=2, steps_per_epoch=2, batch_size=2,
+            sequence_length=16, strategy="cpu", verbose=0, output_dir=str(out),
+            model_overrides={"num_layers": 2}))
+    assert not (out / "summary.json").exists()
+
+
+def _finetune_task(tmp_path, rows):
+    path = tmp_path / "task.tsv"
+    path.write_bytes(b"text\tlabel\n" + b"".join(rows))
+    return path
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([b"the cat\tnoun\n", b"runs\n"], "task.tsv: row 3, column 'label': missing"),
+    ([b"word %d\t\n" % i for i in range(30)], "task.tsv: row 2, column 'label' is empty"),
+    ([b"the cat\tnoun\n", b"caf\xe9\tnoun\n"], "task.tsv: row 3, column 'text': byte 0xe9 is not UTF-8"),
+    ([b"word %d\tnoun\n" % i for i in range(30)], "has 1 class ('noun'): a classifier needs at least 2"),
+])
+def test_finetune_refuses_bad_task_files_in_one_line(load_script, capsys, tmp_path, rows, message):
+    task = _finetune_task(tmp_path, rows)
+    lines = _script_exit(load_script, capsys, "finetune", [
+        f"--task={task}", "--steps=2", "--batch_size=2", "--strategy=cpu", f"--output_dir={tmp_path / 'ft'}"])
+    assert len(lines) == 1 and lines[0].startswith("finetune.py: error: ") and message in lines[0], lines
+
+
+@pytest.mark.parametrize("missing", ["model", "vocabulary"])
+def test_export_missing_files_in_one_line(load_script, capsys, tmp_path, missing):
+    from tfmoe.training.data import DEFAULT_VOCABULARY
+
+    files = {"model": tmp_path / "model.keras", "vocabulary": DEFAULT_VOCABULARY}
+    files[missing] = tmp_path / f"no_{missing}"
+    if missing != "model":
+        files["model"].write_bytes(b"")
+    lines = _script_exit(load_script, capsys, "export", [
+        f"--model={files['model']}", f"--vocabulary={files['vocabulary']}", "--name=clf",
+        f"--output_dir={tmp_path / 'saved'}"])
+    assert lines == [f"export.py: error: --{missing} file not found: {files[missing]}"]

@@ -1,6 +1,5 @@
 """SwitchFeedForward / Top2FeedForward behaviour against per-token references."""
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -9,7 +8,6 @@ import tensorflow as tf
 from tfmoe.layers import (ExpertFeedForward, ExpertVarianceScaling, MoeFeedForward,
                           SwitchFeedForward, Top2FeedForward,
                           load_balancing_loss, router_z_loss)
-from tfmoe.layers.experts import FEATURE_MAJOR_LAYOUT, KERNEL_LAYOUT_KEY
 
 LAYERS = [SwitchFeedForward, Top2FeedForward]
 DISPATCH = ["gather", "einsum"]
@@ -206,6 +204,56 @@ def test_padding_tokens_zero_output_and_no_effect(cls, dispatch):
 
 
 @pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_non_finite_tokens_affect_only_themselves(cls, dispatch):
+    """Padding outputs zero whatever it holds; a NaN / Inf real token only makes its own
+    output non-finite, not the rest of its routing group (both rows are one group)."""
+    x = _inputs(batch=2, seq=6, seed=3).numpy()
+    mask = np.ones([2, 6], bool)
+    mask[:, 4:] = False
+    layer = cls(4, 16, dispatch=dispatch, eval_capacity_factor=4.0)  # nothing dropped
+    clean = layer(x, padding_mask=mask).numpy()
+    dirty = x.copy()
+    dirty[0, 5] = np.nan   # padding
+    dirty[1, 4, :3] = np.inf  # padding
+    dirty[1, 1, 7] = np.nan  # a real token
+    dirty[0, 2] = np.inf  # a real token
+    y = layer(dirty, padding_mask=mask).numpy()
+    np.testing.assert_array_equal(y[:, 4:], 0.0)
+    finite = np.isfinite(y).all(-1)
+    assert not finite[1, 1] and not finite[0, 2]
+    others = finite.copy()
+    others[1, 1] = others[0, 2] = True
+    assert others.all(), np.argwhere(~finite)
+    keep = np.ones([2, 6], bool)
+    keep[1, 1] = keep[0, 2] = False
+    np.testing.assert_allclose(y[keep], clean[keep], atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_gather_and_einsum_agree_with_a_nan_token(cls):
+    x = _inputs(batch=2, seq=5, seed=4).numpy()
+    x[0, 3] = np.nan
+    gather = cls(4, 16, dispatch="gather", eval_capacity_factor=1.0)
+    einsum = cls(4, 16, dispatch="einsum", eval_capacity_factor=1.0)
+    gather.build(x.shape)
+    einsum.build(x.shape)
+    einsum.set_weights(gather.get_weights())
+    a, b = gather(x).numpy(), einsum(x).numpy()
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_empty_sequences_give_empty_outputs(cls):
+    layer = cls(4, 16)
+    assert layer(tf.zeros([2, 0, 16])).shape == (2, 0, 16)
+    dynamic = tf.function(layer, input_signature=[tf.TensorSpec([None, None, 16])])
+    assert dynamic(tf.zeros([2, 0, 16])).shape == (2, 0, 16)
+    assert dynamic(tf.zeros([0, 3, 16])).shape == (0, 3, 16)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
 def test_aux_losses_match_formulas_and_are_training_only(cls):
     x = _inputs(seed=7)
     k = 2 if cls is Top2FeedForward else 1
@@ -275,57 +323,6 @@ def test_keras_round_trip(cls, tmp_path):
     assert type(layer) is cls and layer.priority == "probability" and layer.gated
 
 
-def _expert_groups(h5_file):
-    """The h5 groups written by `ExpertFeedForward.save_own_variables`."""
-    groups = []
-    h5_file.visititems(lambda name, obj: groups.append(obj)
-                       if isinstance(obj, h5py.Group) and KERNEL_LAYOUT_KEY in obj else None)
-    return groups
-
-
-@pytest.mark.parametrize("gated", [False, True])
-def test_unmarked_token_major_weights_load_transposed(gated, tmp_path):
-    # hidden == intermediate: the old [E, hidden, intermediate] `wi*` kernels have the
-    # new shape, so only the missing layout marker tells them apart.
-    def square_expert_model():
-        inputs = keras.Input((12, 16))
-        return keras.Model(inputs, SwitchFeedForward(4, 16, gated=gated, dispatch="gather",
-                                                     capacity_factor=4.0)(inputs))
-    model = square_expert_model()
-    x = _inputs(batch=2, seq=12).numpy()
-    path = str(tmp_path / "moe.weights.h5")
-    model.save_weights(path)
-    with h5py.File(path, "r+") as f:
-        (group,) = _expert_groups(f)
-        assert int(group[KERNEL_LAYOUT_KEY][()]) == FEATURE_MAJOR_LAYOUT
-        del group[KERNEL_LAYOUT_KEY]  # as written before the marker existed
-        for key in ("0", "1") if gated else ("0",):  # wi_0, wi_1 / wi
-            old = np.swapaxes(group[key][()], -1, -2)
-            del group[key]
-            group[key] = old
-    restored = square_expert_model()
-    restored.load_weights(path)
-    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-6, atol=1e-6)
-    for name in restored.layers[-1].experts.kernel_names:
-        np.testing.assert_array_equal(getattr(restored.layers[-1].experts, name),
-                                      getattr(model.layers[-1].experts, name))
-
-
-def test_unknown_kernel_layout_and_wrong_kernel_count_are_rejected():
-    experts = ExpertFeedForward(2, 8)
-    experts.build((2, 3, 4))
-    store = {}
-    experts.save_own_variables(store)
-    assert sorted(store) == ["0", "1", KERNEL_LAYOUT_KEY]
-    with pytest.raises(ValueError, match="kernel_layout.* 7"):
-        experts.load_own_variables({**store, KERNEL_LAYOUT_KEY: np.array(7)})
-    with pytest.raises(ValueError, match="holds 2 expert kernels"):
-        experts.load_own_variables({"0": store["0"], KERNEL_LAYOUT_KEY: store[KERNEL_LAYOUT_KEY]})
-    with pytest.raises(ValueError, match="has shape"):
-        experts.load_own_variables({**store, "1": np.zeros([2, 4, 4])})
-
-
 def test_generic_top_k_layer_round_trips():
     layer = MoeFeedForward(6, 8, num_selected_experts=3)
     clone = MoeFeedForward.from_config(layer.get_config())
@@ -377,6 +374,11 @@ def test_jitter_and_expert_dropout_only_in_training():
     (dict(num_experts=0), "num_experts"),
     (dict(capacity_factor=0.0), "capacity_factor"),
     (dict(eval_capacity_factor=-1.0), "eval_capacity_factor"),
+    (dict(capacity_factor=float("inf")), "capacity_factor"),
+    (dict(capacity_factor=float("nan")), "capacity_factor"),
+    (dict(eval_capacity_factor=float("inf")), "eval_capacity_factor"),
+    (dict(init_scale=float("inf")), "init_scale"),
+    (dict(load_balance_weight=float("nan")), "load_balance_weight"),
     (dict(dispatch="scatter"), "dispatch"),
     (dict(expert_dropout=1.0), "expert_dropout"),
     (dict(intermediate_dim=0), "intermediate_dim"),

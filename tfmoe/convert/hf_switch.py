@@ -17,6 +17,7 @@ Behaviour differences handled here:
 
 import json
 import os
+import re
 
 import numpy as np
 
@@ -56,19 +57,23 @@ def from_hf_switch(path, **overrides):
       A built `tfmoe.models.SwitchTransformer` holding the checkpoint's weights.
 
     Raises:
-      ValueError: unsupported config field (naming it), unknown override, checkpoint
-        weights left unmapped or missing (listing the names), or shape mismatches.
-      FileNotFoundError: no `config.json` or no safetensors weights in `path`.
+      ValueError: unsupported config field (naming it), unknown override, a config
+        that is not valid JSON, an unreadable (empty, truncated) safetensors file,
+        checkpoint weights left unmapped or missing (listing the names), shape
+        mismatches, or NaN / Inf weights (listing the tensors).
+      FileNotFoundError: no directory `path`, or no `config.json` or no safetensors
+        weights in it.
     """
+    kwargs = switch_transformer_arguments(read_hf_config(path))
+    # The files are checked before TensorFlow is imported: a bad directory fails fast.
+    checkpoint = SafetensorsCheckpoint(path)
     from tfmoe.models import SwitchTransformer
 
-    kwargs = switch_transformer_arguments(read_hf_config(path))
     unknown = sorted(set(overrides) - SwitchTransformer.accepted_arguments()
                      - {"name", "dtype", "trainable"})
     if unknown:
         raise ValueError(f"Unknown override(s) {unknown} for SwitchTransformer.")
     kwargs.update(overrides)
-    checkpoint = SafetensorsCheckpoint(path)  # fails fast, before building the model
     model = SwitchTransformer(**kwargs)
     load_hf_weights(model, checkpoint)
     return model
@@ -78,18 +83,30 @@ def read_hf_config(path):
     """`config.json` of `path` as a dict, with `SwitchTransformersConfig` defaults
     for missing fields and `decoder_start_token_id` from `generation_config.json`
     when only that file has it."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"No such directory: {os.fspath(path)!r}.")
     config_path = os.path.join(os.fspath(path), "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"No config.json in {os.fspath(path)!r}.")
-    with open(config_path) as f:
-        config = dict(HF_DEFAULTS, **json.load(f))
+    config = dict(HF_DEFAULTS, **_read_json_object(config_path))
     generation_path = os.path.join(os.fspath(path), "generation_config.json")
     if "decoder_start_token_id" not in config and os.path.exists(generation_path):
-        with open(generation_path) as f:
-            start = json.load(f).get("decoder_start_token_id")
+        start = _read_json_object(generation_path).get("decoder_start_token_id")
         if start is not None:
             config["decoder_start_token_id"] = start
     return config
+
+
+def _read_json_object(path):
+    """The JSON object (dict) in file `path`; ValueError naming the file otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON: {error}.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(value).__name__}.")
+    return value
 
 
 def switch_transformer_arguments(config):
@@ -218,8 +235,9 @@ def load_hf_weights(model, checkpoint):
 
     Raises:
       ValueError: listing checkpoint weights the model has no place for and model
-        weights the checkpoint lacks, listing shape mismatches, or naming a stack
-        input embedding that differs from `shared.weight`.
+        weights the checkpoint lacks, listing shape mismatches or tensors holding NaN
+        or Inf (a corrupted file), or naming a stack input embedding that differs
+        from `shared.weight`.
     """
     plan = list(hf_weight_plan(model))
     needed = [name for _, names, _ in plan for name in names]
@@ -230,11 +248,13 @@ def load_hf_weights(model, checkpoint):
     if missing or unmapped:
         raise ValueError(
             "Checkpoint does not match the converted SwitchTransformer "
-            f"(check config.json): {_listing('missing', missing)}; "
-            f"{_listing('unmapped', unmapped)}.")
-    mismatches = []
+            f"(check config.json{_num_experts_hint(model, available)}): "
+            f"{_listing('missing', missing)}; {_listing('unmapped', unmapped)}.")
+    mismatches, non_finite = [], []
     for variable, names, convert in plan:
-        value = convert([checkpoint.get(name) for name in names])
+        arrays = [checkpoint.get(name) for name in names]
+        non_finite.extend(name for name, array in zip(names, arrays) if not _all_finite(array))
+        value = convert(arrays)
         if tuple(value.shape) != tuple(variable.shape):
             mismatches.append(f"{names[0]}: {tuple(value.shape)} -> {variable.path} "
                               f"{tuple(variable.shape)}")
@@ -243,7 +263,24 @@ def load_hf_weights(model, checkpoint):
     if mismatches:
         raise ValueError("Weight shape mismatch (checkpoint shape -> tfmoe variable): "
                          + "; ".join(mismatches))
+    if non_finite:
+        raise ValueError("Checkpoint weights hold NaN or Inf values (a corrupted file?): "
+                         f"{_listing('non-finite', sorted(non_finite))}.")
     _check_stack_embeddings(checkpoint)
+
+
+def _all_finite(array):
+    array = np.asarray(array)
+    return not np.issubdtype(array.dtype, np.floating) or bool(np.isfinite(array).all())
+
+
+def _num_experts_hint(model, checkpoint_names):
+    """`": num_experts=N but the checkpoint has M experts"` when they differ, else `""`."""
+    experts = {int(m.group(1)) for name in checkpoint_names
+               if (m := re.search(r"\.mlp\.experts\.expert_(\d+)\.", name))}
+    if not experts or max(experts) + 1 == model.num_experts:
+        return ""
+    return f": num_experts={model.num_experts} but the checkpoint has {max(experts) + 1} experts"
 
 
 def _check_stack_embeddings(checkpoint):

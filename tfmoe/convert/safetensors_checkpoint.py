@@ -6,6 +6,7 @@ bfloat16 tensors (which NumPy lacks) are read through `ml_dtypes`, a TensorFlow
 dependency, and returned as float32.
 """
 
+import contextlib
 import json
 import os
 
@@ -26,23 +27,26 @@ class SafetensorsCheckpoint:
         and its shards.
 
     Raises:
-      FileNotFoundError: when the folder holds neither file (e.g. only a PyTorch
-        `pytorch_model.bin`, which needs torch to read).
-      ValueError: when the index names a shard that does not exist.
+      FileNotFoundError: when the folder does not exist or holds neither file (e.g.
+        only a PyTorch `pytorch_model.bin`, which needs torch to read).
+      ValueError: when the index is not valid JSON or names a shard that does not
+        exist, or a safetensors file is not readable (empty, truncated, bad header).
     """
 
     def __init__(self, directory):
         self.directory = os.fspath(directory)
         index_path = os.path.join(self.directory, INDEX_FILE)
         single_path = os.path.join(self.directory, SINGLE_FILE)
+        if not os.path.isdir(self.directory):
+            raise FileNotFoundError(f"No such directory: {self.directory!r}.")
         if os.path.exists(index_path):
-            with open(index_path) as f:
-                weight_map = json.load(f)["weight_map"]
             self._files = {name: os.path.join(self.directory, shard)
-                           for name, shard in weight_map.items()}
+                           for name, shard in _read_weight_map(index_path).items()}
             missing = sorted({p for p in self._files.values() if not os.path.exists(p)})
             if missing:
                 raise ValueError(f"{index_path} names missing shard file(s): {missing}.")
+            for shard in sorted(set(self._files.values())):
+                _tensor_names(shard)  # fails fast on a truncated or empty shard
         elif os.path.exists(single_path):
             self._files = {name: single_path for name in _tensor_names(single_path)}
         else:
@@ -64,7 +68,7 @@ class SafetensorsCheckpoint:
         from safetensors import safe_open
 
         path = self._files[name]
-        with safe_open(path, framework="numpy") as f:
+        with _unreadable_as_value_error(path), safe_open(path, framework="numpy") as f:
             try:
                 tensor = f.get_tensor(name)
             except TypeError:  # "data type 'bfloat16' not understood" without ml_dtypes
@@ -76,11 +80,37 @@ class SafetensorsCheckpoint:
         return tensor.astype(np.float32) if tensor.dtype.name == "bfloat16" else tensor
 
 
+def _read_weight_map(index_path):
+    """The `weight_map` of a sharded checkpoint's index file."""
+    try:
+        with open(index_path) as f:
+            weight_map = json.load(f)["weight_map"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{index_path} is not a safetensors index (JSON with a "
+                         f"'weight_map' object): {type(error).__name__}: {error}") from None
+    if not isinstance(weight_map, dict):
+        raise ValueError(f"{index_path}: 'weight_map' must map tensor names to shard files.")
+    return weight_map
+
+
 def _tensor_names(path):
     from safetensors import safe_open
 
-    with safe_open(path, framework="numpy") as f:
+    with _unreadable_as_value_error(path), safe_open(path, framework="numpy") as f:
         return list(f.keys())
+
+
+@contextlib.contextmanager
+def _unreadable_as_value_error(path):
+    """Turns the safetensors library's errors about file `path` into one-line `ValueError`s."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as error:
+        reason = "empty file" if os.path.getsize(path) == 0 else str(error).strip()
+        raise ValueError(f"{path} is not a readable safetensors file ({reason}); "
+                         "it may be truncated: save or download it again.") from None
 
 
 def _read_bfloat16(path, name):

@@ -6,6 +6,7 @@ every reader raises the same `FileNotFoundError` naming the missing path.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import os
@@ -14,6 +15,8 @@ import re
 from typing import IO, Iterator
 
 _WHITESPACE = re.compile(r"\s+")
+_BOM = codecs.BOM_UTF8
+_CHUNK_BYTES = 1 << 20
 
 
 def require_file(path: str | os.PathLike) -> pathlib.Path:
@@ -85,3 +88,122 @@ def find_column(path: str | os.PathLike, column: str | None, candidates: tuple[s
         f"TSV file '{path}' has no column {' or '.join(repr(w) for w in wanted)}; "
         f"its columns are {header}. Pass text_key=<column>."
     )
+
+
+def _open_binary(path: pathlib.Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def find_non_utf8(path: str | os.PathLike) -> str | None:
+    """Where file `path` (gunzipped if `*.gz`) stops being UTF-8 text, or None if it is.
+
+    Reads the whole file in chunks. Returns e.g. `"line 3: byte 0xe9 is not UTF-8"`,
+    `"line 1: NUL byte (binary data)"` or `"not a readable gzip file"`.
+    """
+    path = require_file(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    try:
+        with _open_binary(path) as f:
+            while chunk := f.read(_CHUNK_BYTES):
+                problem = _first_problem(chunk, decoder)
+                if problem:
+                    offset, description = problem
+                    at = line + chunk[:offset].count(b"\n")
+                    return f"line {at}: {description}"
+                line += chunk.count(b"\n")
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return f"line {line}: the file ends inside a UTF-8 character"
+    except (OSError, EOFError):  # gzip.BadGzipFile is an OSError
+        return "not a readable gzip file" if is_gzip(path) else "not readable"
+    return None
+
+
+def _first_problem(chunk: bytes, decoder: codecs.IncrementalDecoder) -> tuple[int, str] | None:
+    """`(offset in chunk, description)` of the first byte of `chunk` that is not UTF-8 or is
+    NUL, or None; `decoder` carries a character split between chunks."""
+    problems = []
+    nul = chunk.find(b"\0")
+    if nul >= 0:
+        problems.append((nul, "NUL byte (binary data)"))
+    try:
+        decoder.decode(chunk)
+    except UnicodeDecodeError as error:
+        # `error.object` is the bytes decoded: an unfinished character, then `chunk`.
+        carried = len(error.object) - len(chunk)
+        problems.append((max(error.start - carried, 0),
+                         f"byte 0x{error.object[error.start]:02x} is not UTF-8"))
+    return min(problems) if problems else None
+
+
+def read_labelled_tsv(
+    path: str | os.PathLike, text_column: str = "text", label_column: str = "label"
+) -> tuple[list[str], list[str]]:
+    """`(texts, labels)` of a UTF-8 TSV file with a header line (gzip if `*.gz`).
+
+    Fields are split on tabs only (no quoting); blank lines are skipped and a UTF-8 byte
+    order mark is ignored. Rows are numbered as the lines of the file (the header is
+    row 1), so an error points at the line to fix.
+
+    Raises:
+        FileNotFoundError: `path` is not a file.
+        ValueError: naming the file, and the row and column where it applies: a
+            header without both columns, a field that is not UTF-8, a row with a
+            missing or an extra field, or an empty label.
+    """
+    path = require_file(path)
+    texts: list[str] = []
+    labels: list[str] = []
+    header: list[str] | None = None
+    with _open_binary(path) as f:
+        for row, line in enumerate(f, start=1):
+            line = line.rstrip(b"\r\n")
+            if row == 1 and line.startswith(_BOM):
+                line = line[len(_BOM):]
+            if header is None:
+                header = _decode_fields(path, row, line, None)
+                columns = _column_indices(path, header, (text_column, label_column))
+                continue
+            if not line.strip():
+                continue
+            fields = _decode_fields(path, row, line, header)
+            if len(fields) < len(header):
+                raise ValueError(
+                    f"{path}: row {row}, column {header[len(fields)]!r}: missing (the row has "
+                    f"{len(fields)} tab-separated fields, the header {len(header)})")
+            if len(fields) > len(header):
+                raise ValueError(
+                    f"{path}: row {row} has {len(fields)} tab-separated fields, the header only "
+                    f"{len(header)} (a tab inside a field?)")
+            text, label = (fields[i] for i in columns)
+            if not label.strip():
+                raise ValueError(f"{path}: row {row}, column {label_column!r} is empty")
+            texts.append(text)
+            labels.append(label)
+    if header is None:
+        raise ValueError(f"{path} is empty: it needs a header with {text_column!r} and {label_column!r} columns")
+    return texts, labels
+
+
+def _decode_fields(path: pathlib.Path, row: int, line: bytes, header: list[str] | None) -> list[str]:
+    """The tab-separated fields of `line`, decoded; ValueError naming row and column if not UTF-8."""
+    fields = []
+    for index, field in enumerate(line.split(b"\t")):
+        try:
+            fields.append(field.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            column = repr(header[index]) if header and index < len(header) else f"#{index + 1}"
+            raise ValueError(
+                f"{path}: row {row}, column {column}: byte 0x{field[error.start]:02x} is not UTF-8 "
+                "(save the file as UTF-8)") from None
+    return fields
+
+
+def _column_indices(path: pathlib.Path, header: list[str], columns: tuple[str, ...]) -> list[int]:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(
+            f"{path}: the header (row 1) has no column {' or '.join(repr(c) for c in missing)}; "
+            f"its columns are {header}")
+    return [header.index(c) for c in columns]

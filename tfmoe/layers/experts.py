@@ -1,21 +1,10 @@
 """Stacked expert feed-forward networks, one batched matmul per weight."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmoe.layers.feed_forward_math import expert_feed_forward
 from tfmoe.layers.initializers import ExpertVarianceScaling
-
-# Saved weight files carry the expert kernel layout under this key, next to the
-# variables "0", "1", ... that `keras.layers.Layer.save_own_variables` writes.
-KERNEL_LAYOUT_KEY = "kernel_layout"
-# 1: `wi*` stored `[E, hidden, intermediate]` (files written before the layout
-#    marker existed, which carry no key); 2: `wi*` stored `[E, intermediate, hidden]`.
-# `wo` is `[E, intermediate, hidden]` in both.
-TOKEN_MAJOR_LAYOUT = 1
-FEATURE_MAJOR_LAYOUT = 2
-
 
 @keras.saving.register_keras_serializable(package="tfmoe")
 class ExpertFeedForward(keras.layers.Layer):
@@ -83,41 +72,6 @@ class ExpertFeedForward(keras.layers.Layer):
         expert `e`'s projection."""
         kernel = tf.convert_to_tensor(getattr(self, name))
         return tf.linalg.matrix_transpose(kernel) if self.stored_out_in(name) else kernel
-
-    def save_own_variables(self, store):
-        """Writes the kernels as Keras does plus the layout marker `KERNEL_LAYOUT_KEY`."""
-        super().save_own_variables(store)
-        store[KERNEL_LAYOUT_KEY] = np.array(FEATURE_MAJOR_LAYOUT, dtype="int32")
-
-    def load_own_variables(self, store):
-        """Reads kernels of either layout; unmarked (older) files hold `wi*` as
-        `[E, hidden, intermediate]` and are transposed on load, so they load correctly
-        even when hidden == intermediate, where the shapes alone cannot tell."""
-        keys = set(store.keys())
-        layout = TOKEN_MAJOR_LAYOUT
-        if KERNEL_LAYOUT_KEY in keys:
-            keys.discard(KERNEL_LAYOUT_KEY)
-            layout = int(np.asarray(store[KERNEL_LAYOUT_KEY]))
-        if layout not in (TOKEN_MAJOR_LAYOUT, FEATURE_MAJOR_LAYOUT):
-            raise ValueError(
-                f"Layer '{self.name}': saved `{KERNEL_LAYOUT_KEY}` is {layout}; this "
-                f"version of tfmoe reads layouts {TOKEN_MAJOR_LAYOUT} and "
-                f"{FEATURE_MAJOR_LAYOUT}. The file was written by a newer tfmoe.")
-        variables = self._trainable_variables + self._non_trainable_variables
-        if keys != {str(i) for i in range(len(variables))}:
-            raise ValueError(
-                f"Layer '{self.name}' holds {len(variables)} expert kernels "
-                f"{self.kernel_names} (gated={self.gated}) but the weights file lists "
-                f"{sorted(keys)}.")
-        for i, variable in enumerate(variables):
-            value = np.asarray(store[str(i)])
-            if layout == TOKEN_MAJOR_LAYOUT and self.stored_out_in(variable.name):
-                value = np.swapaxes(value, -1, -2)
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"Layer '{self.name}': saved kernel {i} has shape {value.shape}, "
-                    f"the layer's `{variable.name}` is {tuple(variable.shape)}.")
-            variable.assign(value)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -16,6 +16,8 @@ cost stays flat as experts grow. See `tfmoe.layers.routing` for groups, capacity
 priority, `tfmoe.layers.dispatch` for the gather / einsum implementations.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -41,6 +43,13 @@ def _check_rate(name, value):
         raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
 
 
+def _check_positive(name, value):
+    """Raises ValueError unless `value` is a finite number > 0 (an infinite capacity
+    factor would otherwise pass here and fail only when the layer is called)."""
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value}.")
+
+
 @keras.saving.register_keras_serializable(package="tfmoe")
 class MoeFeedForward(keras.layers.Layer):
     """Top-k routed expert feed-forward layer (base of the switch and top-2 layers).
@@ -48,7 +57,8 @@ class MoeFeedForward(keras.layers.Layer):
     Call: `call(x, padding_mask=None, training=None)`, `x` `[batch, seq, hidden]`,
     `padding_mask` `[batch, seq]` (true/1 = real token) -> `[batch, seq, hidden]`.
     Assignments over capacity and padding tokens output zero (the residual connection
-    around the layer carries them). Tokens are routed in groups of up to `group_size`
+    around the layer carries them), whatever the padding tokens hold; a non-finite real
+    token makes only its own output non-finite. Tokens are routed in groups of up to `group_size`
     tokens: whole consecutive batch rows, or slices of one row when rows are longer
     (`tfmoe.layers.routing.routing_group_shape`).
 
@@ -105,10 +115,8 @@ class MoeFeedForward(keras.layers.Layer):
                 f"`num_experts` must be >= {max(1, k)} for top-{k} routing, got {num_experts}.")
         if int(intermediate_dim) < 1:
             raise ValueError(f"`intermediate_dim` must be >= 1, got {intermediate_dim}.")
-        for name, value in (("capacity_factor", capacity_factor),
-                            ("eval_capacity_factor", eval_capacity_factor)):
-            if not value > 0:
-                raise ValueError(f"`{name}` must be > 0, got {value}.")
+        _check_positive("capacity_factor", capacity_factor)
+        _check_positive("eval_capacity_factor", eval_capacity_factor)
         for name, value in (("group_size", group_size), ("min_capacity", min_capacity)):
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
@@ -117,10 +125,9 @@ class MoeFeedForward(keras.layers.Layer):
         _check_rate("jitter_noise", jitter_noise)
         for name, value in (("load_balance_weight", load_balance_weight),
                             ("z_loss_weight", z_loss_weight)):
-            if value < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {value}.")
-        if not init_scale > 0:
-            raise ValueError(f"`init_scale` must be > 0, got {init_scale}.")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value}.")
+        _check_positive("init_scale", init_scale)
         if dispatch not in DISPATCH_MODES:
             raise ValueError(f"`dispatch` must be one of {DISPATCH_MODES}, got {dispatch!r}.")
         if priority not in PRIORITIES:
@@ -194,6 +201,18 @@ class MoeFeedForward(keras.layers.Layer):
         padding_mask = self._check_inputs(inputs, padding_mask)
         if inputs.shape[1] == 0:
             return tf.zeros_like(inputs)                                  # nothing to route
+        # Non-finite tokens are routed like padding: zeroed (`tf.where`: NaN * 0 is NaN) and
+        # given no slot, so they reach neither the router statistics nor another token's
+        # expert slots (the einsum dispatch multiplies every token by every slot's weight).
+        # A non-finite real token's output is NaN: it affects itself only.
+        finite = tf.reduce_all(tf.math.is_finite(inputs), axis=-1)          # [B, S]
+        poisoned = tf.logical_not(finite)                                 # real, non-finite
+        if padding_mask is None:
+            padding_mask = finite
+        else:
+            poisoned = tf.logical_and(poisoned, padding_mask)
+            padding_mask = tf.logical_and(finite, padding_mask)
+        inputs = tf.where(padding_mask[..., None], inputs, tf.zeros_like(inputs))
         shape = tf.shape(inputs)
         batch, seq_len = [dim if dim is not None else shape[axis]
                           for axis, dim in enumerate(inputs.shape[:2])]
@@ -203,8 +222,7 @@ class MoeFeedForward(keras.layers.Layer):
         logits = tf.reshape(self.router(inputs, training=training),
                             [groups, tokens, self.num_experts])           # [G, T, E] f32
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-        if padding_mask is not None:
-            padding_mask = tf.reshape(padding_mask, [groups, tokens])     # [G, T]
+        padding_mask = tf.reshape(padding_mask, [groups, tokens])         # [G, T]
         factor = self.capacity_factor if training else self.eval_capacity_factor
         # Each token makes k assignments, so top-k capacity is k times switch capacity
         # (GShard: 2N/E for top-2); no expert can take more than every token.
@@ -228,6 +246,7 @@ class MoeFeedForward(keras.layers.Layer):
         expert_outputs = self.experts(dispatcher.dispatch(grouped), training=training)
         outputs = tf.reshape(dispatcher.combine(expert_outputs), shape)   # [B, S, H]
         outputs = self.output_dropout(outputs, training=training)
+        outputs = tf.where(poisoned[..., None], tf.constant(float("nan"), outputs.dtype), outputs)
 
         self.routing_tracker.update_state(
             routing.expert_index, routing.valid, routing.kept, z_loss)

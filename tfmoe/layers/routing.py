@@ -213,7 +213,9 @@ def route_top_k(router_probs, k, capacity, padding_mask=None, priority="position
     tokens = tf.shape(expert_index)[1]
     if priority == "probability":
         # Tokens of each group ranked by top-1 probability (padding last).
-        score = tf.where(valid[..., 0], tf.stop_gradient(gates[..., 0]), -1.0)
+        # A NaN probability (non-finite token) would scramble the order of the others.
+        top1 = tf.stop_gradient(gates[..., 0])
+        score = tf.where(tf.logical_and(valid[..., 0], tf.math.is_finite(top1)), top1, -1.0)
         order = tf.argsort(score, axis=1, direction="DESCENDING", stable=True)
         token_rank = tf.argsort(order, axis=1, stable=True)
     else:
@@ -224,5 +226,5 @@ def route_top_k(router_probs, k, capacity, padding_mask=None, priority="position
         tf.broadcast_to(rank, tf.shape(expert_index)), num_experts)
 
     kept = tf.logical_and(valid, position < capacity)
-    combine_weight = gates * tf.cast(kept, gates.dtype)
+    combine_weight = tf.where(kept, gates, tf.zeros_like(gates))  # not `* kept`: NaN * 0 is NaN
     return RoutingInstructions(expert_index, position, valid, kept, combine_weight, capacity)

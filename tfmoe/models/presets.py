@@ -34,6 +34,12 @@ _SWITCH_C = dict(
     _T5_BASE, hidden_dim=2080, num_heads=32, intermediate_dim=6144, num_layers=15,
     num_decoder_layers=15, sparse_step=1, tie_embeddings=False, capacity_factor=1.0)
 
+# The tiny decoders train a few hundred steps of 1,024 tokens (`make demo`): a young router
+# moves between batches, and at the paper's 0.01 the busiest expert of a batch overflows
+# (glam_tiny_8: up to 7.7% of assignments dropped over steps 100-200; 0.1 keeps it under 3%
+# at the same validation loss, docs/results/compare.md).
+_SHORT_RUN_BALANCE = dict(load_balance_weight=0.1)
+
 _TINY = dict(
     vocabulary_size=8192, hidden_dim=128, num_heads=4, key_value_dim=32,
     intermediate_dim=512, num_layers=2, num_decoder_layers=2, activation="relu",
@@ -104,10 +110,10 @@ PRESETS = {
         CAUSAL_LM, "Tiny CPU decoder-only LM, 8 half-width GEGLU experts, top-2 in every layer "
         "(FLOPs per token of dense_lm_tiny).",
         **dict(_TINY_LM, intermediate_dim=_TINY_LM["intermediate_dim"] // 2, num_experts=8,
-               routing="top2", sparse_step=1)),
+               routing="top2", sparse_step=1, **_SHORT_RUN_BALANCE)),
     "switch_lm_tiny_8": _preset(
         CAUSAL_LM, "Tiny CPU decoder-only LM, 8 GEGLU experts, top-1 in every other layer.",
-        **dict(_TINY_LM, num_experts=8, routing="top1")),
+        **dict(_TINY_LM, num_experts=8, routing="top1", **_SHORT_RUN_BALANCE)),
     "dense_lm_tiny": _preset(
         CAUSAL_LM, "Tiny CPU decoder-only LM, dense twin of switch_lm_tiny_8 and glam_tiny_8.",
         **_TINY_LM),

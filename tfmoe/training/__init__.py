@@ -3,10 +3,13 @@
 - `resolve_strategy`: TPU / mirrored GPUs / CPU auto-detection (re-exported from `tfmoe.distribute`).
 - `TrainingMonitor`, `NonFiniteGuard`: history, routing summaries for TensorBoard,
   PNG plots, NaN handling (`tfmoe.training.callbacks`).
-- `PretrainConfig`, `run_pretraining`: `model.fit` pre-training with
-  `BackupAndRestore` (`tfmoe.training.pretraining`).
+- `PretrainConfig`, `run_pretraining`: `model.fit` pre-training, resumable
+  (`tfmoe.training.pretraining`).
+- `backup`: atomic epoch backups, resume, run-directory lock and config check
+  (`tfmoe.training.backup`).
 """
 
+from tfmoe.training import backup
 from tfmoe.training.callbacks import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, expert_load, moe_layers
 from tfmoe.training.pretraining import PretrainConfig, format_summary, run_pretraining
 from tfmoe.distribute.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
@@ -18,6 +21,7 @@ __all__ = [
     "PretrainConfig",
     "StrategyError",
     "TrainingMonitor",
+    "backup",
     "check_batch_size",
     "expert_load",
     "format_summary",

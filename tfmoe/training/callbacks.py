@@ -3,7 +3,7 @@
 - `TrainingMonitor`: per-epoch history (losses, perplexity, time, expert load) in
   `history.jsonl`, per-layer routing summaries for TensorBoard (per-expert load
   scalars, a load histogram and a `[layers, experts]` heatmap image), and the PNG
-  plots at the end of training. Survives `BackupAndRestore` resumes (the history
+  plots at the end of training. Survives resumed runs (the history
   file is appended to; re-run epochs replace their old record).
 - `NonFiniteGuard`: stops training with a clear `NonFiniteLossError` on the first
   NaN/Inf loss (before any checkpoint of that state is written), and refuses to
@@ -26,15 +26,6 @@ from tfmoe.training import plots
 HISTORY_FILE = "history.jsonl"
 LOSS_PLOT = "loss_curves.png"
 HEATMAP_PLOT = "expert_load_heatmap.png"
-
-
-def have_tensorboard() -> bool:
-    """`tf.summary` needs the `tensorboard` package (not a dependency of TF 2.21)."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def moe_layers(model: keras.Model) -> list:
@@ -60,7 +51,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
     """Raises `NonFiniteLossError` at the first non-finite batch loss or epoch-end weights.
 
     Put it first in the callback list: raising inside `on_train_batch_end` ends
-    `fit` before `on_epoch_end`, so `ModelCheckpoint`/`BackupAndRestore` never
+    `fit` before `on_epoch_end`, so `ModelCheckpoint`/`EpochBackup` never
     save the broken state (Keras' `TerminateOnNaN` without `raise_error` still
     lets the epoch end, and its checkpoints be written).
     """
@@ -123,7 +114,7 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.output_dir, exist_ok=True)
-        if self.log_dir is not None and self._writer is None and have_tensorboard():
+        if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "routing"))
 
     def on_epoch_begin(self, epoch, logs=None):

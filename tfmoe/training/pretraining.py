@@ -8,8 +8,11 @@ result["val_perplexity"], result["expert_load"]
 
 Output directory layout:
 
-- `backup/`: `BackupAndRestore` state; running again with the same config resumes from
-  the last finished epoch (`steps_per_epoch` steps), also after SIGKILL.
+- `backup/`: weights and optimizer state after each of the last two epochs
+  (`tfmoe.training.backup`); running again with the same config resumes from the last
+  finished epoch (`steps_per_epoch` steps), also after SIGKILL, on the batches an
+  uninterrupted run would have seen. A different config in the same directory is refused,
+  and so is a second process while the first one runs (`.lock`).
 - `checkpoints/best.weights.h5`: best validation loss so far.
 - `model.weights.h5`, `model_config.json`, `vocab.txt`: the final model and its tokenizer.
 - `logs/`: TensorBoard (losses, perplexity, per-layer `dropped_fraction`,
@@ -21,7 +24,6 @@ Output directory layout:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -30,6 +32,7 @@ import time
 import keras
 import numpy as np
 
+from tfmoe.training import backup
 from tfmoe.training import callbacks as cb
 from tfmoe.training import data as training_data
 from tfmoe.distribute.cluster import worker_output_dir
@@ -70,21 +73,52 @@ def validate(config: PretrainConfig) -> PretrainConfig:
     """Checks the config; raises ValueError / FileNotFoundError with a one-line message."""
     from tfmoe.models import get_preset
 
-    for name in ("steps", "batch_size", "sequence_length"):
+    for name in ("steps", "batch_size", "sequence_length", "steps_per_epoch", "validation_steps"):
         value = getattr(config, name)
+        if value is None and name in ("steps_per_epoch", "validation_steps"):
+            continue  # their defaults
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+    warmup = config.warmup_steps
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"--warmup_steps must be an integer >= 0, got {warmup!r}")
     spe = config.steps_per_epoch or min(config.steps, 100)
-    if spe <= 0 or config.steps % spe:
+    if config.steps % spe:
         raise ValueError(f"--steps={config.steps} must be a multiple of --steps_per_epoch={spe}")
-    if not config.learning_rate > 0:
-        raise ValueError(f"--learning_rate must be > 0, got {config.learning_rate}")
+    if not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
+        raise ValueError(f"--learning_rate must be a finite number > 0, got {config.learning_rate}")
     get_preset(config.model)  # ValueError listing valid names
     vocabulary = config.vocabulary or training_data.DEFAULT_VOCABULARY
     if not os.path.isfile(vocabulary):
         raise FileNotFoundError(f"--vocabulary file not found: {vocabulary}")
     training_data.check_source(config.dataset)
+    check_output_dir(config.output_dir)
     return dataclasses.replace(config, steps_per_epoch=spe, vocabulary=vocabulary)
+
+
+def check_output_dir(path, flag="--output_dir"):
+    """Raises ValueError (one line) unless `path` is a writable directory or can be created
+    as one: neither `path` nor its nearest existing parent may be a file or read-only.
+
+    Nothing is created here (see `make_output_dir`).
+    """
+    path = os.path.abspath(path)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    where = "" if existing == path else f": {existing}"
+    if not os.path.isdir(existing):
+        raise ValueError(f"{flag}={path}{where} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}={path}{where} is not writable")
+
+
+def make_output_dir(path, flag="--output_dir"):
+    """Creates directory `path` (and its parents); ValueError (one line) if that fails."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create {flag}={path}: {error.strerror or error}") from None
 
 
 def make_tokenizer(vocabulary):
@@ -162,7 +196,17 @@ def run_pretraining(config: PretrainConfig) -> dict:
 
     # Every worker of a cluster saves (saving is collective); only the chief into output_dir.
     out = worker_output_dir(config.output_dir)
-    os.makedirs(out, exist_ok=True)
+    with backup.RunDirectoryLock(out):
+        return _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, validation_steps)
+
+
+# Keys of model_config.json that may change between a run and its resume.
+RESUMABLE_CHANGES = ("pretrain_config.verbose", "pretrain_config.output_dir", "pretrain_config.jit_compile",
+                     "config.name")
+
+
+def _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, validation_steps):
+    """Builds, resumes, trains and saves the run in `out` (whose lock the caller holds)."""
     with strategy.scope():
         model = build_model(config.model, tokenizer, **config.model_overrides)
         optimizer = make_optimizer(config.learning_rate, config.steps, config.warmup_steps, config.weight_decay)
@@ -170,38 +214,34 @@ def run_pretraining(config: PretrainConfig) -> dict:
         compile_lm(model, optimizer, tokenizer.pad_token_id or 0, jit_compile=jit,
                    steps_per_execution=setup.steps_per_execution)
     epochs = config.steps // config.steps_per_epoch
-    _write_json(os.path.join(out, "model_config.json"), {
+    run_config = {
         "preset": config.model, "kind": kind, "overrides": config.model_overrides,
         "vocabulary_size": tokenizer.vocabulary_size(), "config": model.get_config(),
-        "pretrain_config": dataclasses.asdict(config)})
+        "pretrain_config": dataclasses.asdict(config)}
+    config_path = os.path.join(out, "model_config.json")
+    backup.check_resume_config(config_path, run_config, ignore=RESUMABLE_CHANGES)
+    backup.write_json_atomic(config_path, run_config)
     shutil.copyfile(config.vocabulary, os.path.join(out, "vocab.txt"))
 
     backup_dir = os.path.join(out, "backup")
-    resumed_from = backed_up_epoch(backup_dir)
+    resumed_from = backup.restore_latest(model, backup_dir)
     train = skip_consumed(train, resumed_from, config.steps_per_epoch)
-    if resumed_from and config.verbose:
-        print(f"Resuming from the backup in {backup_dir}: epoch {resumed_from}/{epochs} "
-              f"(step {resumed_from * config.steps_per_epoch})")
     monitor = cb.TrainingMonitor(out, os.path.join(out, "logs"), config.steps_per_epoch)
     callbacks = [
         cb.NonFiniteGuard(),  # first: raises before anything saves a broken state
         monitor,  # before the backup: a kill in between re-runs (and re-records) the epoch
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True,
-                                         delete_checkpoint=False),
+        backup.EpochBackup(backup_dir),
         keras.callbacks.ModelCheckpoint(os.path.join(out, "checkpoints", "best.weights.h5"),
                                         monitor="val_loss", save_best_only=True, save_weights_only=True),
     ]
-    if cb.have_tensorboard():
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch",
-                                                         write_graph=False))
-    elif config.verbose:
-        print("note: the tensorboard package is not installed: no TensorBoard logs "
-              "(pip install tensorboard); history.jsonl and the PNG plots are still written")
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch",
+                                                 write_graph=False))
     os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
     start = time.time()
-    model.fit(train, epochs=epochs, steps_per_epoch=config.steps_per_epoch, validation_data=validation,
-              validation_steps=validation_steps, callbacks=callbacks, verbose=config.verbose)
-    model.save_weights(os.path.join(out, "model.weights.h5"))
+    model.fit(train, epochs=epochs, initial_epoch=resumed_from, steps_per_epoch=config.steps_per_epoch,
+              validation_data=validation, validation_steps=validation_steps, callbacks=callbacks,
+              verbose=config.verbose)
+    backup.save_weights_atomic(model, os.path.join(out, "model.weights.h5"))
 
     records = monitor.records()
     last = records[-1] if records else {}
@@ -222,7 +262,7 @@ def run_pretraining(config: PretrainConfig) -> dict:
         "mixed_precision": setup.mixed_precision,
         "distribution": setup.describe(),
     }
-    _write_json(os.path.join(out, "summary.json"), summary)
+    backup.write_json_atomic(os.path.join(out, "summary.json"), summary)
     return {**summary, "model_object": model, "tokenizer": tokenizer, "history": records}
 
 
@@ -233,23 +273,6 @@ def skip_consumed(train, resumed_from_epoch, steps_per_epoch):
     uninterrupted one (no token trained on twice).
     """
     return train.skip(resumed_from_epoch * steps_per_epoch)
-
-
-def backed_up_epoch(backup_dir):
-    """Epochs completed by the `BackupAndRestore` state in `backup_dir` (0 if none)."""
-    path = os.path.join(backup_dir, "training_metadata.json")
-    try:
-        with open(path) as f:
-            return int(json.load(f)["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
-def _write_json(path, value):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1, default=str)
-    os.replace(tmp, path)
 
 
 def format_summary(summary) -> str:

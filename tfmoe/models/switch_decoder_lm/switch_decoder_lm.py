@@ -90,7 +90,7 @@ class SwitchDecoderLM(SwitchModel):
           dict with int32 `token_ids` `[batch, max_length]` (pad id after the end) and
           bool `padding_mask` (prompt and generated tokens, stop token included).
         """
-        token_ids, padding_mask = _unpack(inputs, require_mask=False)
+        token_ids, padding_mask = _unpack(inputs)
         token_ids, padding_mask = generation.pad_prompt(
             token_ids, padding_mask, max_length, self.pad_token_id)
         stop = generation.resolve_stop_token_ids(stop_token_ids, self.eos_token_id)
@@ -119,7 +119,7 @@ class SwitchDecoderLM(SwitchModel):
         return generate_step
 
 
-def _unpack(inputs, require_mask=False):
+def _unpack(inputs):
     """`{"token_ids", "padding_mask"}` dict (or bare ids) -> `(token_ids, padding_mask)`."""
     if isinstance(inputs, dict):
         if "token_ids" not in inputs:
@@ -129,6 +129,4 @@ def _unpack(inputs, require_mask=False):
         padding_mask = inputs.get("padding_mask")
     else:
         token_ids, padding_mask = inputs, None
-    if padding_mask is None and require_mask:
-        padding_mask = ops.ones_like(token_ids, dtype="bool")
     return token_ids, padding_mask
