@@ -30,8 +30,7 @@ WORDNET_SUBSET_FILE = DEFAULT_CORPUS_DIR / "wordnet_glosses_subset.tsv.gz"
 WORDNET_LICENSE_FILE = DEFAULT_CORPUS_DIR / "wordnet_LICENSE.txt"
 
 # Set TFMOE_SHARED_DATA to a directory holding `wordnet_glosses.tsv.gz` (the
-# full file) to use it instead of the bundled subset; by default the
-# `shared/data` directory next to the repository checkout is tried.
+# full file) to use it instead of the bundled subset.
 SHARED_DATA_ENV = "TFMOE_SHARED_DATA"
 FULL_WORDNET_NAME = "wordnet_glosses.tsv.gz"
 
@@ -40,19 +39,17 @@ _JARGON_HEADING = re.compile(r"^:[^:\s][^:]*:")  # ":term: /pronunciation/, n."
 _JARGON_PART = re.compile(r"^Part [IVX]+\. ")  # ends the lexicon entries
 
 
-def shared_data_dir() -> pathlib.Path:
-    """Directory searched for the full data files: `$TFMOE_SHARED_DATA`, else a `shared/data`
-    directory next to the repository checkout."""
+def shared_data_dir() -> pathlib.Path | None:
+    """Directory searched for the full data files: `$TFMOE_SHARED_DATA`, or None when unset."""
     env = os.environ.get(SHARED_DATA_ENV)
-    if env:
-        return pathlib.Path(env)
-    return pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
+    return pathlib.Path(env) if env else None
 
 
 def wordnet_glosses_file() -> pathlib.Path:
     """The full WordNet glosses TSV when present in `shared_data_dir()`, else the bundled subset."""
-    full = shared_data_dir() / FULL_WORDNET_NAME
-    return full if full.is_file() else WORDNET_SUBSET_FILE
+    directory = shared_data_dir()
+    full = None if directory is None else directory / FULL_WORDNET_NAME
+    return full if full is not None and full.is_file() else WORDNET_SUBSET_FILE
 
 
 def stable_split(key: str, fractions: Mapping[str, float]) -> str:
