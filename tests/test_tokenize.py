@@ -111,6 +111,20 @@ def test_vocabulary_from_file_equals_list(tmp_path):
     assert from_file("the cats").numpy().tolist() == ids_of("the", "cat", "##s")
 
 
+def test_vocabulary_file_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(VOCAB) + "\n").encode("utf-8"))
+    assert load_vocabulary(path) == VOCAB
+    assert WordpieceTokenizer(str(path)).pad_token_id == VOCAB.index("[PAD]")
+
+
+def test_vocabulary_file_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(("\n".join(VOCAB) + "\n").encode("utf-8") + b"caf\xe9\n")
+    with pytest.raises(ValueError, match=rf"vocab.txt.*not UTF-8.*line {len(VOCAB) + 1}: byte 0xe9"):
+        load_vocabulary(path)
+
+
 @pytest.mark.parametrize(
     "vocabulary, error, message",
     [
@@ -206,6 +220,14 @@ def test_detokenize(tok):
     assert tok.detokenize([[ID["hello"], ID[","], ID["world"]]]).numpy().tolist() == [b"hello , world"]
     with pytest.raises(TypeError, match="ids"):
         tok.detokenize(tf.constant([1.0]))
+
+
+def test_detokenize_reads_ids_outside_the_vocabulary_as_unknown(tok):
+    # A model's output layer may be wider than the vocabulary; tf-text's detokenizer
+    # reads past its table on such ids (it crashed the process).
+    size = tok.vocabulary_size()
+    ids = [[ID["hello"], size, size + 1000, -3, ID["world"]]]
+    assert tok.detokenize(ids).numpy().tolist() == [b"hello [UNK] [UNK] [UNK] world"]
 
 
 def test_get_config_carries_the_vocabulary(tok):

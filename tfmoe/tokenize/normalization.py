@@ -71,7 +71,6 @@ _REMOVED = character_class(charsets.REMOVED)
 _WHITESPACE_BUT_SPACE = character_class([r for r in charsets.WHITESPACE if r != (0x20, 0x20)])
 _MARKS = character_class(charsets.NONSPACING_MARKS)
 _CJK_GROUP = "(" + character_class(charsets.CJK) + ")"
-PLAIN_ASCII_PATTERN = character_class(_ASCII) + "*"
 
 
 def _expand(ranges):
@@ -155,8 +154,8 @@ def _normalize_short_path(text, lowercase, exact_whitespace):
 
 
 @functools.lru_cache(maxsize=None)
-def _short_path_pattern(pad_cjk, exact_whitespace, excluded_ascii):
-    ranges = subtract_ranges(_ASCII, tuple((ord(c), ord(c)) for c in sorted(excluded_ascii)))
+def _short_path_pattern(pad_cjk, exact_whitespace):
+    ranges = _ASCII
     ranges += subtract_ranges(charsets.UNCHANGED, charsets.CJK) if pad_cjk else charsets.UNCHANGED
     if not exact_whitespace:
         # Left unmapped, Unicode spaces still separate words (for FastWordpiece too).
@@ -181,25 +180,11 @@ def normalize_text(text, *, lowercase=True, strip_accents=True, pad_cjk=True, ex
       `tf.string` tensor of shape `[n]`; with the defaults, equal to
       `tokenizers.normalizers.BertNormalizer(lowercase=..., strip_accents=...)`.
     """
-    return normalize_text_and_flag(text, lowercase, strip_accents, pad_cjk, exact_whitespace)[0]
-
-
-def normalize_text_and_flag(text, lowercase, strip_accents, pad_cjk, exact_whitespace, short_path_excludes=""):
-    """`normalize_text`, also returning `bool [n]`: which rows took the short path.
-
-    Short-path rows are valid UTF-8, hold none of the characters that end-to-end
-    FastWordpiece splits differently from the reference, and none of the ASCII
-    characters in `short_path_excludes`. Without `exact_whitespace`, Unicode
-    spaces stay unmapped (FastWordpiece splits on exactly the same ones).
-    """
     text = tf.convert_to_tensor(text, tf.string)
-    pattern = _short_path_pattern(pad_cjk, exact_whitespace, "".join(sorted(set(short_path_excludes))))
-    short = tf.strings.regex_full_match(text, pattern)
-    normalized = _normalize_short_path(text, lowercase, exact_whitespace)
-    normalized = update_rows(
-        normalized,
+    short = tf.strings.regex_full_match(text, _short_path_pattern(pad_cjk, exact_whitespace))
+    return update_rows(
+        _normalize_short_path(text, lowercase, exact_whitespace),
         text,
         tf.logical_not(short),
         lambda rows: _normalize_unicode(rows, lowercase, strip_accents, exact_whitespace, pad_cjk),
     )
-    return normalized, short

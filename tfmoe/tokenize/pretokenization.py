@@ -1,7 +1,7 @@
 """Splitting text into words the way the reference BERT pre-tokenizer does.
 
-Used by the tokenizer's exact path (rows the end-to-end FastWordpiece cannot be
-trusted with, see `wordpiece_tokenizer.py`) and by `learn_vocabulary`.
+Used by `learn_vocabulary`. (`WordpieceTokenizer` gets the same words out of
+end-to-end FastWordpiece, see `recoding.py`.)
 """
 
 import tensorflow as tf
@@ -25,19 +25,3 @@ def split_words(normalized_text):
     (ASCII symbols and Unicode P*) and CJK ideograph is a word of its own.
     """
     return tf_text.regex_split(normalized_text, _WORD_DELIMITERS, keep_delim_regex_pattern=_SINGLE_CHARACTER_WORD)
-
-
-def special_tokens_pattern(special_tokens):
-    """RE2 alternation matching any of the literal `special_tokens` (longest first)."""
-    return "|".join(rf"\Q{t}\E" for t in sorted(special_tokens, key=len, reverse=True))
-
-
-def split_special_tokens(text, special_tokens):
-    """Text `[n]` -> segments `[n, (segments)]`, each special token a segment of its own.
-
-    The reference tokenizer matches its special tokens in the raw text, before
-    any normalisation, and normalises the text between them separately.
-    """
-    pattern = special_tokens_pattern(special_tokens)
-    return tf_text.regex_split(text, pattern, keep_delim_regex_pattern=pattern)
-

@@ -35,22 +35,17 @@ def load_vocabulary(vocabulary):
 
     Args:
       vocabulary: a sequence of token strings, or the path of a UTF-8 file with
-        one token per line (id = line number, from 0).
+        one token per line (id = line number, from 0); a leading byte order mark
+        (as some Windows editors write) is not part of the first token.
 
     Raises:
       TypeError: `vocabulary` is neither a path nor a sequence of strings.
       ValueError: it is empty, has empty or duplicated tokens, tokens with
-        whitespace, or no `[UNK]` (FastWordpiece needs it).
+        whitespace, or no `[UNK]` (FastWordpiece needs it), or the file is not UTF-8.
     """
     if isinstance(vocabulary, (str, bytes)) or hasattr(vocabulary, "__fspath__"):
         path = vocabulary.decode() if isinstance(vocabulary, bytes) else str(vocabulary)
-        if not tf.io.gfile.exists(path):
-            raise ValueError(f"`vocabulary` file not found: {path!r}")
-        with tf.io.gfile.GFile(path, "r") as f:
-            tokens = f.read().splitlines()
-        # A final newline is normal; a trailing empty line is not a token.
-        while tokens and tokens[-1] == "":
-            tokens.pop()
+        tokens = _read_vocabulary_file(path)
     else:
         try:
             tokens = list(vocabulary)
@@ -73,6 +68,26 @@ def load_vocabulary(vocabulary):
         raise ValueError(f"`vocabulary` has duplicated token {duplicate!r}")
     if UNKNOWN_TOKEN not in tokens:
         raise ValueError(f"`vocabulary` must contain the unknown token {UNKNOWN_TOKEN!r}")
+    return tokens
+
+
+def _read_vocabulary_file(path):
+    """The lines of vocabulary file `path`, without a UTF-8 byte order mark or trailing empty lines."""
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"`vocabulary` file not found: {path!r}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ValueError(
+            f"`vocabulary` file {path!r} is not UTF-8 text (line {line}: byte "
+            f"0x{data[error.start]:02x})") from None
+    tokens = text.splitlines()
+    # A final newline is normal; a trailing empty line is not a token.
+    while tokens and tokens[-1] == "":
+        tokens.pop()
     return tokens
 
 

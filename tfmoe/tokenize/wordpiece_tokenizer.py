@@ -3,22 +3,23 @@
 With the BERT uncased vocabulary it gives exactly the ids of the reference
 Hugging Face tokenizer (`bert_uncased_tokenizer.json`, without added [CLS]/[SEP]).
 
-How a batch is tokenized (all graph ops: runs in `tf.data`, `tf.function`, SavedModel):
+How a batch is tokenized (graph ops: runs in `tf.data`, `tf.function`, SavedModel):
 
-1. `normalize_text` (clean, strip accents, lower-case) with the reference's
-   character tables; rows of ASCII and characters normalisation leaves alone
-   take a cheap path.
-2. End-to-end FastWordpiece (its own whitespace/punctuation/CJK splitting and
-   WordPiece in one pass) on every row.
-3. Rows that step 2 may get wrong are tokenized again on an exact path: split on
-   special tokens, the reference's word splitting (`split_words`), FastWordpiece
-   per word, and `[UNK]` for words over `max_chars_per_word` *characters*
-   (FastWordpiece counts bytes). Those rows are the ones with a special token
-   in the raw text, with invalid UTF-8 (RE2 cannot look for special tokens
-   there), with a character FastWordpiece splits differently
-   (`charsets.FAST_WORDPIECE_DISAGREES`), and the non-ASCII rows that got an
-   `[UNK]` (which is how an over-long multi-byte word shows). English text
-   rarely needs it.
+1. Plain rows (`recoding.plain_rows_pattern`: ASCII and a few common characters
+   normalisation leaves alone, no special token, no over-long word) are
+   lower-cased (ASCII) and nothing else.
+2. The other rows are normalised as the reference does (cleaning, NFD and mark
+   stripping with ICU, lower case) and recoded (`recoding`) so that end-to-end
+   FastWordpiece splits their words as the reference does, counts characters
+   rather than bytes, and sees their special tokens.
+3. One end-to-end FastWordpiece, over the vocabulary and its recoded copy,
+   tokenizes all rows; recoded tokens map back to their ids.
+
+The graph has a few dozen ops and no conditionals. Every new graph that holds the
+tokenizer (each `tf.data` pipeline, `tf.function`, export) optimises and
+instantiates all of them when it starts, so that start-up grows with their number.
+The graph is traced once per tokenizer and shared. Eager calls on plain text run
+two ops and skip Keras' per-call work.
 """
 
 import keras
@@ -26,36 +27,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfmoe.tokenize import charsets, vocabulary as vocab_lib
-from tfmoe.tokenize.normalization import (
-    PLAIN_ASCII_PATTERN,
-    contains_pattern,
-    normalize_text,
-    normalize_text_and_flag,
-    replace_invalid_utf8,
-)
-from tfmoe.tokenize.pretokenization import special_tokens_pattern, split_special_tokens, split_words
+from tfmoe.tokenize import vocabulary as vocab_lib
+from tfmoe.tokenize.recoding import Recoding, plain_rows_pattern, plain_rows_python_regex
 
-_MAX_BYTES_PER_CHARACTER = 4
-_DISAGREEING_CHARACTERS = contains_pattern(charsets.FAST_WORDPIECE_DISAGREES)
-
-
-def replace_rows(ragged, row_indices, new_rows):
-    """Returns `ragged` (`[n, (k)]`) with rows `row_indices` (`[m]`) replaced by `new_rows` (`[m, (k)]`)."""
-    n = ragged.nrows(out_type=tf.int64)
-    row_indices = tf.cast(row_indices, tf.int64)
-    new_rows = new_rows.with_row_splits_dtype(ragged.row_splits.dtype)
-    source = tf.tensor_scatter_nd_update(
-        tf.range(n), row_indices[:, None], n + tf.range(tf.size(row_indices, out_type=tf.int64))
-    )
-    return tf.gather(tf.concat([ragged, new_rows], axis=0), source)
-
-
-def _single_id_rows(token_id, count):
-    """`[count, (1)]` ragged rows holding `token_id`."""
-    return tf.RaggedTensor.from_row_lengths(
-        tf.fill([count], tf.cast(token_id, tf.int32)), tf.ones([count], tf.int64), validate=False
-    )
+# Recoded text holds every word character in 4 UTF-8 bytes (see `recoding`).
+_RECODED_BYTES_PER_CHARACTER = 4
+# Eager batches this small, of rows this short, are checked for plain rows in Python.
+_PYTHON_CHECK_MAX_ROWS = 16
+_PYTHON_CHECK_MAX_BYTES = 1000
 
 
 # Graph code below branches on Python values only: autograph would just cost seconds of tracing.
@@ -115,24 +94,38 @@ class WordpieceTokenizer(keras.layers.Layer):
             raise ValueError(f"`sequence_length` needs a {vocab_lib.PAD_TOKEN!r} token in `vocabulary`")
         self._special_tokens = [t for t in vocab_lib.SPECIAL_TOKENS if t in self._token_to_id]
         self._match_special_tokens = self.special_tokens_in_strings and bool(self._special_tokens)
-        self._contains_special_token = "(?s).*(?:" + special_tokens_pattern(self._special_tokens) + ").*"
+        # Plain rows need no more normalisation than ASCII lower-casing; the others
+        # are recoded (see `recoding`). One FastWordpiece reads both.
+        self._plain_pattern = plain_rows_pattern(max_chars_per_word)
+        self._plain_python_regex = plain_rows_python_regex(max_chars_per_word)
+        specials = self._special_tokens if self._match_special_tokens else []
+        self._special_token_bytes = [t.encode() for t in specials]
+        self._contains_special_token = (
+            "(?s).*(?:" + "|".join(rf"\Q{t}\E" for t in specials) + ").*" if specials else None
+        )
+        self._recoding = Recoding(
+            self.lowercase,
+            self.strip_accents,
+            self._special_tokens if self._match_special_tokens else (),
+            self._vocabulary,
+        )
+        wordpieces, ids = self._recoding.vocabulary(self._vocabulary, vocab_lib.SUFFIX_INDICATOR)
         self._end_to_end = tf_text.FastWordpieceTokenizer(
-            self._vocabulary,
+            wordpieces,
             suffix_indicator=vocab_lib.SUFFIX_INDICATOR,
-            max_bytes_per_word=max_chars_per_word,
+            max_bytes_per_word=max_chars_per_word * _RECODED_BYTES_PER_CHARACTER,
             token_out_type=tf.int32,
             unknown_token=vocab_lib.UNKNOWN_TOKEN,
         )
-        self._per_word = tf_text.FastWordpieceTokenizer(
-            self._vocabulary,
-            suffix_indicator=vocab_lib.SUFFIX_INDICATOR,
-            max_bytes_per_word=max_chars_per_word * _MAX_BYTES_PER_CHARACTER,
-            token_out_type=tf.int32,
-            unknown_token=vocab_lib.UNKNOWN_TOKEN,
-            no_pretokenization=True,
-        )
+        with tf.init_scope():
+            # Eager, so that graphs capture it instead of each holding a copy.
+            self._wordpiece_ids = tf.constant(ids, tf.int32)
+        # Plain rows only match tokens as they are; when those keep their ids, the
+        # FastWordpiece ids of plain rows need no mapping.
+        self._plain_ids_are_ids = wordpieces[: len(self._vocabulary)] == self._vocabulary
         self._detokenizer = None  # built on first use: detokenization makes a bigger model
-        # Eager calls run one compiled graph instead of ~100 eager ops.
+        # Traced once, on first use: every graph that tokenizes calls it, and so do
+        # eager calls on rows that are not plain.
         self._tokenize_batch_graph = tf.function(
             self._tokenize_batch, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
         )
@@ -190,6 +183,17 @@ class WordpieceTokenizer(keras.layers.Layer):
     # Tokenization.
 
     @tf.autograph.experimental.do_not_convert
+    def __call__(self, inputs, *args, **kwargs):
+        # Strings and TF tensors go straight to `tokenize`. Keras' per-call work (masks,
+        # autocasting, name scopes), which a string-to-ids layer without weights does
+        # not need, takes longer than tokenizing a sentence eagerly, and adds to the
+        # start-up of every tf.data pipeline. Keras' symbolic tensors (functional
+        # models) still go through Keras.
+        if not args and not kwargs and _is_text_value(inputs):
+            return self.tokenize(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    @tf.autograph.experimental.do_not_convert
     def call(self, inputs):
         return self.tokenize(inputs)
 
@@ -197,87 +201,71 @@ class WordpieceTokenizer(keras.layers.Layer):
     def tokenize(self, inputs):
         """Strings -> int32 ids (see the class docstring for shapes)."""
         text = _as_string_tensor(inputs, "inputs")
-        tokenize_batch = self._tokenize_batch_graph if tf.executing_eagerly() else self._tokenize_batch
-        flat_ids = tokenize_batch(tf.reshape(text, [-1]))
+        shape = text.shape
+        flat_text = text if shape.rank == 1 else tf.reshape(text, [-1])
+        if tf.executing_eagerly():
+            flat_ids = self._tokenize_eagerly(flat_text)
+        else:
+            # The traced graph is shared by every graph that tokenizes (each
+            # tf.data pipeline, tf.function, export) instead of traced again.
+            flat_ids = self._tokenize_batch_graph(flat_text)
         if self.sequence_length is not None:
             dense = flat_ids.to_tensor(default_value=self.pad_token_id, shape=[None, self.sequence_length])
             return tf.reshape(dense, tf.concat([tf.shape(text), [self.sequence_length]], axis=0))
-        if text.shape.rank == 0:
-            return flat_ids[0]
+        if shape.rank == 0:
+            return flat_ids.flat_values  # the only row
         ids = flat_ids
-        for size in reversed(text.shape[1:]):
-            ids = tf.RaggedTensor.from_uniform_row_length(ids, size)
+        for size in reversed(shape[1:]):
+            ids = tf.RaggedTensor.from_uniform_row_length(ids, size, validate=False)
         return ids
 
+    def _tokenize_eagerly(self, text):
+        """Eager `[n]` -> `[n, (tokens)]`: plain batches in two ops, others in the traced graph."""
+        if self._plain_ids_are_ids and self._all_plain_eagerly(text):
+            normalized = tf.strings.lower(text) if self.lowercase else text
+            return self._end_to_end.tokenize(normalized).with_row_splits_dtype(tf.int64)
+        return self._tokenize_batch_graph(text)
+
+    def _all_plain_eagerly(self, text):
+        """Whether every row of the eager `[n]` `text` is plain (`_plain_rows`)."""
+        if self._plain_pattern is None:
+            return False
+        if text.shape[0] > _PYTHON_CHECK_MAX_ROWS:
+            return bool(np.all(self._plain_rows(text).numpy()))
+        # A few rows: Python answers faster than eager TF ops.
+        for row in text.numpy():
+            if any(token in row for token in self._special_token_bytes):
+                return False
+            if len(row) > _PYTHON_CHECK_MAX_BYTES:
+                return bool(np.all(self._plain_rows(text).numpy()))
+            try:
+                if not self._plain_python_regex.fullmatch(row.decode("utf-8")):
+                    return False
+            except UnicodeDecodeError:
+                return False
+        return True
+
     def _tokenize_batch(self, text):
-        """`[n]` strings -> `[n, (tokens)]` int32."""
-        normalized, short_path = normalize_text_and_flag(
-            text,
-            self.lowercase,
-            self.strip_accents,
-            pad_cjk=False,
-            exact_whitespace=False,
-            # Rows that may hold a special token ("[...]") take the long path and get checked.
-            short_path_excludes="".join(t[0] for t in self._special_tokens) if self._match_special_tokens else "",
-        )
+        """`[n]` strings -> `[n, (tokens)]` int32, int64 row splits."""
+        normalized = tf.strings.lower(text) if self.lowercase else text
+        # The other rows, recoded (on none at all, their ops cost next to nothing).
+        rows = tf.where(tf.logical_not(self._plain_rows(text)))
+        normalized = tf.tensor_scatter_nd_update(normalized, rows, self._recoding.recode(tf.gather_nd(text, rows)))
         ids = self._end_to_end.tokenize(normalized)
-        has_unknown = tf.reduce_any(tf.equal(ids, self.unknown_token_id), axis=1)
-        candidates = tf.logical_or(has_unknown, tf.logical_not(short_path))
-        suspect = tf.cond(
-            tf.reduce_any(candidates),
-            lambda: self._needs_exact_path(text, normalized, short_path, has_unknown, candidates),
-            lambda: tf.zeros_like(candidates),
+        return tf.RaggedTensor.from_row_splits(
+            tf.gather(self._wordpiece_ids, ids.flat_values), ids.row_splits, validate=False
         )
 
-        def retokenize():
-            rows = tf.where(suspect)[:, 0]
-            return replace_rows(ids, rows, self._tokenize_exactly(tf.gather(text, rows)))
-
-        return tf.cond(tf.reduce_any(suspect), retokenize, lambda: ids)
-
-    def _needs_exact_path(self, text, normalized, short_path, has_unknown, candidates):
-        """`bool [n]`: the rows end-to-end FastWordpiece may have got wrong (checks `candidates` only)."""
-        rows = tf.where(candidates)
-        text, normalized = tf.gather_nd(text, rows), tf.gather_nd(normalized, rows)
-        long_path = tf.logical_not(tf.gather_nd(short_path, rows))
-        # An [UNK] outside plain ASCII may be a word of <= max_chars_per_word
-        # characters but more bytes, which the reference does split.
-        suspect = tf.logical_and(
-            tf.gather_nd(has_unknown, rows),
-            tf.logical_not(tf.strings.regex_full_match(normalized, PLAIN_ASCII_PATTERN)),
-        )
-        # Characters FastWordpiece splits differently (never on the short path).
-        suspect |= long_path & tf.strings.regex_full_match(normalized, _DISAGREEING_CHARACTERS)
-        if self._match_special_tokens:
-            # RE2 matches nothing in invalid UTF-8: such rows take the exact path too.
-            invalid = tf.logical_not(tf.strings.regex_full_match(text, "(?s).*"))
-            suspect |= long_path & (invalid | tf.strings.regex_full_match(text, self._contains_special_token))
-        return tf.scatter_nd(rows, suspect, tf.shape(candidates, out_type=tf.int64))
-
-    def _tokenize_exactly(self, text):
-        """The slow, exact path: `[m]` raw strings -> `[m, (tokens)]` int32."""
-        text = replace_invalid_utf8(text)
-        if self._match_special_tokens:
-            segments = split_special_tokens(text, self._special_tokens)
-        else:
-            segments = tf.RaggedTensor.from_uniform_row_length(text, 1, validate=False)
-        pieces = segments.flat_values
-        words = split_words(normalize_text(pieces, lowercase=self.lowercase, strip_accents=self.strip_accents))
-        word_ids = self._per_word.tokenize(words.flat_values)
-        too_long = tf.where(tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_chars_per_word)[:, 0]
-        word_ids = replace_rows(word_ids, too_long, _single_id_rows(self.unknown_token_id, tf.size(too_long)))
-        piece_ids = tf.RaggedTensor.from_row_splits(word_ids, words.row_splits, validate=False).merge_dims(1, 2)
-        if self._match_special_tokens:
-            matches = tf.equal(pieces[:, None], tf.constant(self._special_tokens)[None, :])
-            special_rows = tf.where(tf.reduce_any(matches, axis=1))[:, 0]
-            which = tf.argmax(tf.cast(tf.gather(matches, special_rows), tf.int32), axis=1)
-            special_ids = tf.gather(tf.constant(self.special_token_ids, tf.int32), which)
-            piece_ids = replace_rows(
-                piece_ids,
-                special_rows,
-                tf.RaggedTensor.from_row_lengths(special_ids, tf.ones_like(special_rows), validate=False),
-            )
-        return tf.RaggedTensor.from_row_splits(piece_ids, segments.row_splits, validate=False).merge_dims(1, 2)
+    def _plain_rows(self, text):
+        """bool `[n]`: the rows that need no recoding (`recoding.plain_rows_pattern`), without special tokens."""
+        if self._plain_pattern is None:
+            # Too many characters per word for one RE2 repetition: no row is plain.
+            return tf.zeros_like(text, tf.bool)
+        plain = tf.strings.regex_full_match(text, self._plain_pattern)
+        if self._contains_special_token:
+            special = tf.strings.regex_full_match(text, self._contains_special_token)
+            plain = tf.logical_and(plain, tf.logical_not(special))
+        return plain
 
     @tf.autograph.experimental.do_not_convert
     def detokenize(self, ids):
@@ -286,7 +274,7 @@ class WordpieceTokenizer(keras.layers.Layer):
         `[PAD]`, `[CLS]` and `[SEP]` are dropped, `##` pieces are glued to the
         previous one, words are joined by single spaces. Not an exact inverse:
         normalisation is lost, punctuation is spaced out (`a , b`), unknown
-        words read `[UNK]`.
+        words and ids outside the vocabulary read `[UNK]`.
         """
         if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple)):
             ids = tf.ragged.constant(ids, dtype=tf.int32)
@@ -300,6 +288,10 @@ class WordpieceTokenizer(keras.layers.Layer):
         if not isinstance(ids, tf.RaggedTensor):
             ids = tf.RaggedTensor.from_tensor(ids[None] if single else ids)
         ids = tf.cast(ids, tf.int32)
+        # Ids outside the vocabulary (a model's output layer may be padded to a round
+        # size) read `[UNK]`: tf-text's detokenizer would read past its table.
+        known = (ids.flat_values >= 0) & (ids.flat_values < len(self._vocabulary))
+        ids = ids.with_flat_values(tf.where(known, ids.flat_values, self.unknown_token_id))
         if self._detokenizer is None:
             # Built outside any tf.function being traced: created inside one, its model
             # constant would belong to that graph and break later eager calls.
@@ -332,8 +324,19 @@ class WordpieceTokenizer(keras.layers.Layer):
         return config
 
 
+def _is_text_value(value):
+    """Whether `value` is something TF ops take as it is: str, bytes, (lists of) them, numpy, a dense TF tensor."""
+    if isinstance(value, (str, bytes, np.ndarray)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_text_value(v) for v in value)
+    return isinstance(value, tf.Tensor)
+
+
 def _as_string_tensor(value, name):
     """Python str / bytes / (nested) list / numpy / tf.string -> dense `tf.string` Tensor, or a TypeError."""
+    if isinstance(value, tf.Tensor) and value.dtype == tf.string:
+        return value
     if isinstance(value, tf.RaggedTensor):
         raise TypeError(f"`{name}` must be a dense string tensor, got a RaggedTensor; pass `{name}.flat_values`")
     dtype = getattr(value, "dtype", None)
