@@ -102,6 +102,9 @@ def test_bad_arguments_raise_value_errors(exported):
         tfmoe.export.export_saved_model(model, tok, "unused", label_names=["a"])
     with pytest.raises(ValueError, match="`sequence_length`"):
         tfmoe.export.export_saved_model(model, tok, "unused", sequence_length=0)
+    for option in ("max_batch_rows", "chunk_rows"):
+        with pytest.raises(ValueError, match=f"`{option}`"):
+            tfmoe.export.export_saved_model(model, tok, "unused", **{option: 0})
     with pytest.raises(ValueError, match="`jit_compile`"):
         tfmoe.export.export_saved_model(model, tok, "unused", jit_compile="yes")
     small = tfmoe.models.SwitchClassifier.from_preset("switch_tiny_8", num_classes=3,

@@ -40,12 +40,6 @@ def seq2seq(tok, tmp_path_factory):
     return _export("seq2seq", tok, tmp_path_factory, JIT)
 
 
-def _log_likelihood(logits, labels, mask):
-    log_probs = tf.nn.log_softmax(logits).numpy()
-    picked = np.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
-    return (picked * mask).sum(-1)
-
-
 def _until_stop(ids, stop):
     return np.where(np.cumsum(ids == stop, axis=1) > 0, 0, ids)
 
@@ -72,7 +66,7 @@ def test_lm_signatures_equal_keras(lm, tok):
     ids, mask, _ = h.pack(tok, h.TEXTS, L + 1, prefix=(eos,), suffix=(eos,))
     logits = model({"token_ids": ids[:, :-1], "padding_mask": mask[:, :-1]}, training=False)
     np.testing.assert_allclose(scored["log_likelihood"].numpy(),
-                               _log_likelihood(logits, ids[:, 1:], mask[:, 1:]), rtol=1e-5)
+                               h.log_likelihood(logits, ids[:, 1:], mask[:, 1:]), rtol=1e-5)
     np.testing.assert_array_equal(scored["num_tokens"].numpy(), mask[:, 1:].sum(-1))
 
 
@@ -95,7 +89,7 @@ def test_seq2seq_signatures_equal_keras(seq2seq, tok):
                     "decoder_token_ids": t_ids[:, :-1], "decoder_padding_mask": t_mask[:, :-1]},
                    training=False)
     np.testing.assert_allclose(scored["log_likelihood"].numpy(),
-                               _log_likelihood(logits, t_ids[:, 1:], t_mask[:, 1:]), rtol=1e-5)
+                               h.log_likelihood(logits, t_ids[:, 1:], t_mask[:, 1:]), rtol=1e-5)
 
     hidden = model.encode(ids, mask, training=False).numpy()
     weights = mask[:, :, None].astype("float32")
@@ -147,6 +141,19 @@ def test_any_input_is_answered(fixture, request):
 def test_any_input_is_answered_slow(kind, tok, tmp_path_factory):
     _check_any_input(_export(kind, tok, tmp_path_factory, True)[2],
                      ("serving_default", "score", "embed"))
+
+
+def test_default_max_batch_rows_refuses_larger_requests(lm):
+    _, _, loaded = lm
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="Request has more than max_batch_rows=1024 strings"):
+        loaded.signatures["score"](text=tf.constant([""] * 1025))
+
+
+def test_seq2seq_score_needs_one_target_per_text(seq2seq):
+    _, _, loaded = seq2seq
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same number of strings"):
+        loaded.signatures["score"](text=tf.constant(["a", "b"]), target=tf.constant(["a"]))
 
 
 def _check_fresh_process(exports, signatures):

@@ -28,6 +28,11 @@ def export_saved_model(model, tokenizer, path, **task_options):
         target tokens and the end token), `num_tokens` int32 `[batch]`;
         `embed(text)` (encoder-decoder only) -> `embedding` float32 `[batch, hidden]`.
 
+    Every signature refuses a request of more than `max_batch_rows` strings with an
+    `InvalidArgument` error and runs the others in chunks of `chunk_rows` rows, one at
+    a time, so peak memory is bounded by a chunk; `generate` with `max_new_tokens <= 0`
+    returns empty continuations at once. See `docs/serving.md`, "Request limits".
+
     The vocabulary is a constant of the graph and the model variables are tracked once.
     Loading needs only `import tensorflow, tensorflow_text`.
 
@@ -38,7 +43,8 @@ def export_saved_model(model, tokenizer, path, **task_options):
       path: output directory (`saved_models/NAME`, with `version`, or the version dir).
       **task_options: see `tfmoe.export.options.ExportOptions`: `sequence_length`
         (128), `max_new_tokens` (32), `target_sequence_length`, `label_names`,
-        `eos_token_id`, `jit_compile` (True / False / "auto"), `version`.
+        `eos_token_id`, `jit_compile` (True / False / "auto"), `version`,
+        `max_batch_rows` (1024), `chunk_rows` (64).
 
     Returns:
       The directory written (`path`, or `path/version`).

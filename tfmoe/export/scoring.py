@@ -16,6 +16,9 @@ def masked_mean(hidden, padding_mask):
 def sequence_log_likelihood(logits, labels, label_mask):
     """Summed log-probability of `labels` under `logits`.
 
+    Gathers the label's logit and subtracts the log-sum-exp over the vocabulary, so no
+    second `[batch, seq, vocab]` tensor (softmax or gradient) is made besides `logits`.
+
     Args:
       logits: `[batch, seq, vocab]`; position `t` predicts `labels[:, t]`.
       labels: int `[batch, seq]`.
@@ -24,8 +27,9 @@ def sequence_log_likelihood(logits, labels, label_mask):
     Returns:
       `(log_likelihood float32 [batch], num_tokens int32 [batch])`.
     """
-    token_log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
+    logits = tf.cast(logits, tf.float32)
+    label_logits = tf.gather(logits, tf.cast(labels, tf.int32), batch_dims=2)  # [batch, seq]
+    token_log_probs = label_logits - tf.reduce_logsumexp(logits, axis=-1)
     mask = tf.cast(label_mask, tf.float32)
     return (tf.reduce_sum(token_log_probs * mask, axis=1),
             tf.reduce_sum(tf.cast(label_mask, tf.int32), axis=1))

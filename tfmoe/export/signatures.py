@@ -5,11 +5,16 @@ for `keras.export.ExportArchive.add_endpoint`. The model part of each function r
 with `training=False` (MoE layers use `eval_capacity_factor`) and, where
 `options.jit_compile`, inside an XLA-compiled `tf.function`; tokenization stays
 outside XLA (tf-text kernels are CPU ops without XLA kernels).
+
+Every signature refuses requests of more than `options.max_batch_rows` strings and runs
+the rest in chunks of `options.chunk_rows` rows (`tfmoe.export.limits`): each builder
+writes the per-chunk work (`[rows]` strings in, `{name: [rows, ...]}` out) and
+`_in_chunks` turns it into the signature.
 """
 
 import tensorflow as tf
 
-from tfmoe.export import scoring, text_inputs
+from tfmoe.export import limits, scoring, text_inputs
 from tfmoe.models import SwitchClassifier, SwitchDecoderLM, SwitchTransformer
 
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
@@ -53,7 +58,8 @@ class _Text:
 
     def generated(self, ids):
         """Generated ids `[batch, n]` -> named outputs; the first stop token and all
-        after it become the pad id."""
+        after it become the pad id. Ids beyond the tokenizer's vocabulary read `[UNK]`
+        in the text."""
         ids = text_inputs.ids_until_stop(ids, self.eos, self.pad)
         return {"generated_text": tf.reshape(self.tokenizer.detokenize(ids), [-1]),
                 "generated_token_ids": ids}
@@ -61,6 +67,15 @@ class _Text:
 
 def _compiled(fn, options):
     return tf.function(fn, jit_compile=options.jit_compile, reduce_retracing=True)
+
+
+def _in_chunks(fn, options):
+    """Signature from the per-chunk work `fn(*row_inputs) -> {name: [rows, ...]}`:
+    checks the request size, then maps `fn` over chunks of `options.chunk_rows` rows."""
+    def signature(*row_inputs):
+        row_inputs = limits.check_rows(options.max_batch_rows, *row_inputs)
+        return limits.map_row_chunks(fn, row_inputs, options.chunk_rows)
+    return signature
 
 
 def _encoder_embedding(model):
@@ -81,7 +96,7 @@ def _classifier(model, tokenizer, options):
         {"token_ids": ids, "padding_mask": mask}, training=False), options)
     embed_fn = _compiled(_encoder_embedding(model), options)
 
-    def serving_default(text):
+    def classify(text):
         ids, mask, _ = text_rules.pack(text, prefix=prefix, suffix=suffix)
         probabilities = tf.nn.softmax(tf.cast(logits_fn(ids, mask), tf.float32), axis=-1)
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -92,18 +107,34 @@ def _classifier(model, tokenizer, options):
         ids, mask, _ = text_rules.pack(text, prefix=prefix, suffix=suffix)
         return {"embedding": embed_fn(ids, mask)}
 
-    return {"serving_default": (serving_default, [TEXT_SPEC]), "embed": (embed, [TEXT_SPEC])}
+    return {"serving_default": (_in_chunks(classify, options), [TEXT_SPEC]),
+            "embed": (_in_chunks(embed, options), [TEXT_SPEC])}
 
 
 def _generation_signatures(generate_ids, text_rules, options):
     """`serving_default` (fixed `max_new_tokens`) and `generate` (clipped input) from
-    `generate_ids(text) -> int32 [batch, options.max_new_tokens]`."""
-    def serving_default(text):
-        return text_rules.generated(generate_ids(text))
+    `generate_ids(text) -> int32 [batch, options.max_new_tokens]`.
+
+    `generate` with `max_new_tokens <= 0` returns empty continuations without running
+    the model; any other count runs the export's `max_new_tokens` steps and cuts.
+    """
+    serving_default = _in_chunks(lambda text: text_rules.generated(generate_ids(text)), options)
 
     def generate(text, max_new_tokens):
+        (text,) = limits.check_rows(options.max_batch_rows, text)
         count = tf.clip_by_value(max_new_tokens, 0, options.max_new_tokens)
-        return text_rules.generated(generate_ids(text)[:, :count])
+
+        def continuations():
+            return limits.map_row_chunks(
+                lambda chunk: text_rules.generated(generate_ids(chunk)[:, :count]), [text],
+                options.chunk_rows)
+
+        def empty():
+            rows = tf.shape(text)[0]
+            return {"generated_text": tf.fill([rows], ""),
+                    "generated_token_ids": tf.zeros([rows, 0], tf.int32)}
+
+        return tf.cond(count > 0, continuations, empty)
 
     return {"serving_default": (serving_default, [TEXT_SPEC]),
             "generate": (generate, [TEXT_SPEC, MAX_NEW_TOKENS_SPEC])}
@@ -114,8 +145,14 @@ def _causal_lm(model, tokenizer, options):
     of `tfmoe.data.causal_lm`); prompts keep their last tokens when truncated."""
     text_rules = _Text(model, tokenizer, options)
     eos, length, new = options.eos_token_id, options.sequence_length, options.max_new_tokens
-    logits_fn = _compiled(lambda ids, mask: model(
-        {"token_ids": ids, "padding_mask": mask}, training=False), options)
+
+    def log_likelihood(ids, mask):
+        """Packed `[batch, length + 1]` texts -> log-likelihood of ids `1:` given `:-1`."""
+        logits = model({"token_ids": ids[:, :-1], "padding_mask": mask[:, :-1]},
+                       training=False)
+        return scoring.sequence_log_likelihood(logits, ids[:, 1:], mask[:, 1:])
+
+    log_likelihood_fn = _compiled(log_likelihood, options)
 
     def generate_ids(text):
         ids, mask, lengths = text_rules.pack(text, prefix=(eos,), keep="last")
@@ -126,12 +163,11 @@ def _causal_lm(model, tokenizer, options):
 
     def score(text):
         ids, mask, _ = text_rules.pack(text, length + 1, prefix=(eos,), suffix=(eos,))
-        logits = logits_fn(ids[:, :-1], mask[:, :-1])
-        log_likelihood, count = scoring.sequence_log_likelihood(logits, ids[:, 1:], mask[:, 1:])
-        return {"log_likelihood": log_likelihood, "num_tokens": count}
+        total, count = log_likelihood_fn(ids, mask)
+        return {"log_likelihood": total, "num_tokens": count}
 
     signatures = _generation_signatures(generate_ids, text_rules, options)
-    signatures["score"] = (score, [TEXT_SPEC])
+    signatures["score"] = (_in_chunks(score, options), [TEXT_SPEC])
     return signatures
 
 
@@ -143,12 +179,15 @@ def _seq2seq(model, tokenizer, options):
     start = model.decoder_start_token_id
     embed_fn = _compiled(_encoder_embedding(model), options)
 
-    def logits(source_ids, source_mask, target_ids, target_mask):
-        return model({"encoder_token_ids": source_ids, "encoder_padding_mask": source_mask,
-                      "decoder_token_ids": target_ids, "decoder_padding_mask": target_mask},
-                     training=False)
+    def log_likelihood(source_ids, source_mask, target_ids, target_mask):
+        """Packed `[batch, target_length + 1]` targets -> log-likelihood of target ids
+        `1:` given the source and target ids `:-1`."""
+        logits = model({"encoder_token_ids": source_ids, "encoder_padding_mask": source_mask,
+                        "decoder_token_ids": target_ids[:, :-1],
+                        "decoder_padding_mask": target_mask[:, :-1]}, training=False)
+        return scoring.sequence_log_likelihood(logits, target_ids[:, 1:], target_mask[:, 1:])
 
-    logits_fn = _compiled(logits, options)
+    log_likelihood_fn = _compiled(log_likelihood, options)
 
     def generate_ids(text):
         ids, mask, _ = text_rules.pack(text, suffix=(eos,))
@@ -161,16 +200,14 @@ def _seq2seq(model, tokenizer, options):
         ids, mask, _ = text_rules.pack(text, suffix=(eos,))
         target_ids, target_mask, _ = text_rules.pack(
             target, options.target_sequence_length + 1, prefix=(start,), suffix=(eos,))
-        out = logits_fn(ids, mask, target_ids[:, :-1], target_mask[:, :-1])
-        log_likelihood, count = scoring.sequence_log_likelihood(
-            out, target_ids[:, 1:], target_mask[:, 1:])
-        return {"log_likelihood": log_likelihood, "num_tokens": count}
+        total, count = log_likelihood_fn(ids, mask, target_ids, target_mask)
+        return {"log_likelihood": total, "num_tokens": count}
 
     def embed(text):
         ids, mask, _ = text_rules.pack(text, suffix=(eos,))
         return {"embedding": embed_fn(ids, mask)}
 
     signatures = _generation_signatures(generate_ids, text_rules, options)
-    signatures["score"] = (score, [TEXT_SPEC, TARGET_SPEC])
-    signatures["embed"] = (embed, [TEXT_SPEC])
+    signatures["score"] = (_in_chunks(score, options), [TEXT_SPEC, TARGET_SPEC])
+    signatures["embed"] = (_in_chunks(embed, options), [TEXT_SPEC])
     return signatures
