@@ -6,6 +6,8 @@
 - `learn_vocabulary`: WordPiece vocabulary from a `tf.data.Dataset` of text
   (CLI: `python -m tfmoe.tokenize.learn --input FILE --size N --output vocab.txt`).
 - `SequencePacker`: start/end tokens, truncation, padding and padding mask.
+- `SentencePieceTokenizer`: T5 SentencePiece (`spiece.model`, sentinels `<extra_id_N>`)
+  as a Keras layer, exact with the `transformers` T5 tokenizer; graph ops too.
 
 Special tokens: `[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`. Span-corruption
 sentinels: `[unused0]`, `[unused1]`, ... (T5's `<extra_id_0>`, ...), present in
@@ -16,10 +18,12 @@ the BERT vocabularies and reserved by `learn_vocabulary`; their ids are
 from tfmoe.tokenize.learn import learn_vocabulary
 from tfmoe.tokenize.normalization import normalize_text
 from tfmoe.tokenize.packing import SequencePacker
+from tfmoe.tokenize.sentencepiece_tokenizer import SentencePieceTokenizer
 from tfmoe.tokenize.vocabulary import default_reserved_tokens, load_vocabulary, sentinel_token
 from tfmoe.tokenize.wordpiece_tokenizer import WordpieceTokenizer
 
 __all__ = [
+    "SentencePieceTokenizer",
     "SequencePacker",
     "WordpieceTokenizer",
     "default_reserved_tokens",

@@ -28,6 +28,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfmoe.tokenize import vocabulary as vocab_lib
+from tfmoe.tokenize.string_inputs import as_string_tensor, is_text_value
 from tfmoe.tokenize.recoding import Recoding, plain_rows_pattern, plain_rows_python_regex
 
 # Recoded text holds every word character in 4 UTF-8 bytes (see `recoding`).
@@ -189,7 +190,7 @@ class WordpieceTokenizer(keras.layers.Layer):
         # not need, takes longer than tokenizing a sentence eagerly, and adds to the
         # start-up of every tf.data pipeline. Keras' symbolic tensors (functional
         # models) still go through Keras.
-        if not args and not kwargs and _is_text_value(inputs):
+        if not args and not kwargs and is_text_value(inputs):
             return self.tokenize(inputs)
         return super().__call__(inputs, *args, **kwargs)
 
@@ -200,7 +201,7 @@ class WordpieceTokenizer(keras.layers.Layer):
     @tf.autograph.experimental.do_not_convert
     def tokenize(self, inputs):
         """Strings -> int32 ids (see the class docstring for shapes)."""
-        text = _as_string_tensor(inputs, "inputs")
+        text = as_string_tensor(inputs, "inputs")
         shape = text.shape
         flat_text = text if shape.rank == 1 else tf.reshape(text, [-1])
         if tf.executing_eagerly():
@@ -322,31 +323,3 @@ class WordpieceTokenizer(keras.layers.Layer):
             special_tokens_in_strings=self.special_tokens_in_strings,
         )
         return config
-
-
-def _is_text_value(value):
-    """Whether `value` is something TF ops take as it is: str, bytes, (lists of) them, numpy, a dense TF tensor."""
-    if isinstance(value, (str, bytes, np.ndarray)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_text_value(v) for v in value)
-    return isinstance(value, tf.Tensor)
-
-
-def _as_string_tensor(value, name):
-    """Python str / bytes / (nested) list / numpy / tf.string -> dense `tf.string` Tensor, or a TypeError."""
-    if isinstance(value, tf.Tensor) and value.dtype == tf.string:
-        return value
-    if isinstance(value, tf.RaggedTensor):
-        raise TypeError(f"`{name}` must be a dense string tensor, got a RaggedTensor; pass `{name}.flat_values`")
-    dtype = getattr(value, "dtype", None)
-    if dtype is not None:
-        is_string = dtype == tf.string if isinstance(dtype, tf.dtypes.DType) else np.dtype(dtype).kind in "OSU"
-        if not is_string:
-            raise TypeError(f"`{name}` must be strings (tf.string), got dtype {dtype}")
-    try:
-        return tf.convert_to_tensor(value, dtype=tf.string)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"`{name}` must be a string or a (nested) list/tensor of strings, got {value!r:.80}: {error}"
-        ) from None
