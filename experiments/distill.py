@@ -14,7 +14,7 @@ teacher's quality gain over a FLOPs-matched dense model survives in a dense stud
    for `--distill_steps` (default `--steps`) on the same batches and schedule,
    initialised from the teacher's non-expert weights (`--init_from_teacher`,
    `tfmoe.models.init_student_from_teacher`). `--mix=1:0` is the "teacher init, no
-   distillation" control. Default mixes: `0.25:0.75` (issue #7) and `1:0`.
+   distillation" control. Default mixes: `0.25:0.75` and `1:0`.
 3. Evaluates every model on the same validation batches (token cross-entropy of the
    labels, padding excluded) and writes `distill.md` (table), `distill.json` and
    `distill_steps.png` in `--output_dir`, and prints the table.
@@ -391,6 +391,7 @@ def main(argv):
 
 
 def run(plan):
+    import keras
     import numpy as np
 
     from tfmoe.models import count_active_params
@@ -409,6 +410,9 @@ def run(plan):
     except (ValueError, FileNotFoundError, StrategyError) as error:
         raise UsageError(str(error).strip().splitlines()[0]) from None
 
+    # The validation documents' shuffle draws from TF's global seed too: seeded as in
+    # `run_pretraining`, every model is scored on the batches it was validated on.
+    keras.utils.set_random_seed(plan.dense.seed)
     _, validation = training_data.pretraining_datasets(
         plan.kind, tokenizer, plan.dense.dataset, sequence_length=plan.dense.sequence_length,
         batch_size=plan.dense.batch_size, seed=plan.dense.seed)

@@ -123,7 +123,7 @@ def run():
     from tfmoe.distribute import configure, worker_output_dir
     from tfmoe.models import get_preset
     from tfmoe.training import backup, check_batch_size, resolve_strategy
-    from tfmoe.training.data import DEFAULT_VOCABULARY, int_masks
+    from tfmoe.training.data import DEFAULT_VOCABULARY
     from tfmoe.training.pretraining import check_output_dir, make_output_dir, make_tokenizer
 
     spe = FLAGS.steps_per_epoch or min(FLAGS.steps, 100)
@@ -150,7 +150,7 @@ def run():
             examples, tokenizer, sequence_length=FLAGS.sequence_length, batch_size=FLAGS.batch_size,
             # The whole split: the WordNet files are sorted by class.
             shuffle_buffer_size=200_000 if training else 0,
-            seed=FLAGS.seed, repeat=training, cache=cache).map(int_masks)
+            seed=FLAGS.seed, repeat=training, cache=cache)
 
     train_batches, validation_batches = batches(train, True), batches(validation, False)
     # Without a validation batch `evaluate` returns no accuracy. Not cached: a partly

@@ -37,7 +37,9 @@ def dataset(steps=STEPS, batch=GLOBAL_BATCH):
     ids = rng.integers(1, VOCAB, size=[steps * batch, SEQ + 1]).astype(np.int32)
     # A learnable signal: the next token is often the current one plus one.
     ids[:, 1::2] = (ids[:, 0:-1:2] + 1) % VOCAB
-    features = {"token_ids": ids[:, :-1], "padding_mask": np.ones([steps * batch, SEQ], np.int32)}
+    # Bool masks, as the tfmoe pipelines give: Keras' own first-batch build would
+    # MEAN-reduce them under a strategy and fail (`DistributedBuildMixin` avoids it).
+    features = {"token_ids": ids[:, :-1], "padding_mask": np.ones([steps * batch, SEQ], bool)}
     return tf.data.Dataset.from_tensor_slices((features, ids[:, 1:])).batch(batch, drop_remainder=True)
 
 

@@ -141,6 +141,19 @@ def test_nan_loss_stops_training_before_any_checkpoint(tmp_path):
     assert not checkpoint.exists()
 
 
+def test_non_finite_weights_stop_training_at_the_epoch_end():
+    # The loss of the last step of an epoch is computed before its update: only the
+    # weight check sees that this update broke the weights.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    guard = NonFiniteGuard()
+    guard.set_model(model)
+    guard.on_epoch_end(0)  # finite: nothing happens
+    bias = model.layers[1].bias
+    bias.assign([np.inf])
+    with pytest.raises(NonFiniteLossError, match=f"weight {bias.path} is not finite after epoch 2"):
+        guard.on_epoch_end(1)
+
+
 FINETUNE = os.path.join(REPO, "experiments", "finetune.py")
 
 

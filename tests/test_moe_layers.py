@@ -109,7 +109,7 @@ def test_gradients_match_autodiff_reference(cls, gated, dispatch):
 def _skewed_layer(cls, dispatch, capacity_factor, hidden=16):
     """A layer whose router sends every token to expert 0 first (and 1 second)."""
     # 64 ReLU units per expert: with 8, about 1 token in 256 has an all-negative hidden
-    # layer and a kept token then really outputs zero (a flaky failure seen in CI).
+    # layer and a kept token then really outputs zero, which the test would misread.
     layer = cls(4, 64, dispatch=dispatch, capacity_factor=capacity_factor,
                 eval_capacity_factor=capacity_factor, init_scale=1.0)
     layer.build((None, None, hidden))

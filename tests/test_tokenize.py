@@ -281,8 +281,8 @@ def test_saved_model_carries_the_tokenizer(tmp_path):
 
 
 def test_detokenize_first_inside_tf_function_then_eagerly():
-    # The detokenizer is built lazily; built inside a traced function it used to be
-    # bound to that graph, and later eager calls failed ("out of scope").
+    # The detokenizer is built lazily; built inside a traced function it must not be
+    # bound to that graph, or later eager calls fail ("out of scope").
     tok = WordpieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"])
     traced = tf.function(lambda ids: tok.detokenize(ids))
     assert traced(tf.ragged.constant([[5, 6]])).numpy().tolist() == [b"hello world"]

@@ -42,7 +42,7 @@ def _classification_batches(tokenizer):
     examples = tf.data.Dataset.from_tensor_slices((texts, labels))
     return tfmoe_data.classification_dataset(
         examples, tokenizer, sequence_length=SEQ, batch_size=BATCH, shuffle_buffer_size=0,
-        repeat=True).map(training_data.int_masks)
+        repeat=True)
 
 
 def _compile(model):

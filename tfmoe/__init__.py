@@ -9,6 +9,7 @@ Subpackages (imported lazily, so `import tfmoe` stays cheap):
 - `tfmoe.export`: SavedModel export bundling tokenizer and model.
 - `tfmoe.convert`: Hugging Face Switch Transformers checkpoint conversion.
 - `tfmoe.distribute`: strategies, multi-worker clusters, TPU readiness, expert parallelism.
+- `tfmoe.training`: `model.fit` pre-training, callbacks, run-directory backups and resume.
 """
 
 import importlib
@@ -18,7 +19,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("layers", "tokenize", "models", "data", "export", "convert", "distribute")
+_SUBPACKAGES = ("layers", "tokenize", "models", "data", "export", "convert", "distribute", "training")
 
 
 def __getattr__(name):

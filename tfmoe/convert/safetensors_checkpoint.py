@@ -2,14 +2,15 @@
 
 Handles a single `model.safetensors` and a sharded checkpoint described by
 `model.safetensors.index.json` (`{"weight_map": {tensor name: shard file}}`).
-bfloat16 tensors (which NumPy lacks) are read through `ml_dtypes`, a TensorFlow
-dependency, and returned as float32.
+bfloat16 tensors are returned as float32: importing `ml_dtypes` (a TensorFlow
+dependency) gives NumPy the bfloat16 type that safetensors reads them into.
 """
 
 import contextlib
 import json
 import os
 
+import ml_dtypes  # noqa: F401  (registers NumPy's "bfloat16" dtype for safetensors)
 import numpy as np
 
 SINGLE_FILE = "model.safetensors"
@@ -69,16 +70,8 @@ class SafetensorsCheckpoint:
 
         path = self._files[name]
         with _unreadable_as_value_error(path), safe_open(path, framework="numpy") as f:
-            try:
-                tensor = f.get_tensor(name)
-            except TypeError:  # "data type 'bfloat16' not understood" without ml_dtypes
-                if f.get_slice(name).get_dtype() != "BF16":
-                    raise
-                tensor = None
-        if tensor is None:
-            return _read_bfloat16(path, name)
+            tensor = f.get_tensor(name)
         return tensor.astype(np.float32) if tensor.dtype.name == "bfloat16" else tensor
-
 
 def _read_weight_map(index_path):
     """The `weight_map` of a sharded checkpoint's index file."""
@@ -112,17 +105,3 @@ def _unreadable_as_value_error(path):
         raise ValueError(f"{path} is not a readable safetensors file ({reason}); "
                          "it may be truncated: save or download it again.") from None
 
-
-def _read_bfloat16(path, name):
-    """Reads bfloat16 tensor `name` from the raw safetensors layout: an 8-byte
-    little-endian header size, a JSON header with `dtype`, `shape` and
-    `data_offsets` (relative to the end of the header), then the data."""
-    import ml_dtypes
-
-    with open(path, "rb") as f:
-        header_size = int.from_bytes(f.read(8), "little")
-        info = json.loads(f.read(header_size))[name]
-        begin, end = info["data_offsets"]
-        f.seek(8 + header_size + begin)
-        data = np.frombuffer(f.read(end - begin), dtype=ml_dtypes.bfloat16)
-    return data.reshape(info["shape"]).astype(np.float32)

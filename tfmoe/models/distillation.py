@@ -22,15 +22,16 @@ Two ingredients of the paper's recipe:
   option, not the paper's recipe).
 - **Loss.** `hard_label_weight * CE(labels, student) + soft_label_weight * T**2 *
   KL(teacher_T || student_T)` over real tokens, where `_T` are the softmaxes at
-  temperature `T`. The defaults (0.25 hard, 0.75 soft, T = 1) are the ones of this
-  project's issue #7; note that the paper's text reads the other way round ("a
-  mixture of 0.25 for the teacher probabilities and 0.75 for the ground truth
-  label"), i.e. `hard_label_weight=0.75, soft_label_weight=0.25`. Both are arguments.
+  temperature `T`. The defaults are 0.25 hard, 0.75 soft, T = 1; note that the
+  paper's text reads the other way round ("a mixture of 0.25 for the teacher
+  probabilities and 0.75 for the ground truth label"), i.e.
+  `hard_label_weight=0.75, soft_label_weight=0.25`. Both are arguments.
 """
 
 import math
 
 import keras
+import keras_hub
 import numpy as np
 import tensorflow as tf
 from keras import ops
@@ -41,13 +42,6 @@ from tfmoe.layers.experts import ExpertFeedForward
 SOFT_LOSSES = ("kl", "cross_entropy")
 EXPERT_INITS = ("none", "mean")
 _MASK_KEYS = ("decoder_padding_mask", "padding_mask")
-
-
-class _ExpMean(keras.metrics.Mean):
-    """Token-weighted mean of a cross-entropy, reported as `exp(mean)` (perplexity)."""
-
-    def result(self):
-        return ops.exp(super().result())
 
 
 def _freeze(model):
@@ -182,7 +176,7 @@ class Distiller(DistributedBuildMixin, keras.Model):
         self.temperature = temperature
         self.soft_loss = soft_loss
         self.cross_entropy_tracker = keras.metrics.Mean(name="cross_entropy")
-        self.perplexity_tracker = _ExpMean(name="perplexity")
+        self.perplexity_tracker = keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")
         self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
         self.teacher_cross_entropy_tracker = keras.metrics.Mean(name="teacher_cross_entropy")
         if teacher.built and student.built:
@@ -288,7 +282,7 @@ class Distiller(DistributedBuildMixin, keras.Model):
 
         tokens = terms["tokens"]
         self.cross_entropy_tracker.update_state(terms["hard"], sample_weight=tokens)
-        self.perplexity_tracker.update_state(terms["hard"], sample_weight=tokens)
+        self.perplexity_tracker.update_state(y, y_pred, sample_weight=weights)
         self.soft_loss_tracker.update_state(terms["soft"], sample_weight=tokens)
         self.teacher_cross_entropy_tracker.update_state(terms["teacher_hard"],
                                                         sample_weight=tokens)

@@ -5,15 +5,14 @@
   scalars, a load histogram and a `[layers, experts]` heatmap image), and the PNG
   plots at the end of training. Survives resumed runs (the history
   file is appended to; re-run epochs replace their old record).
-- `NonFiniteGuard`: stops training with a clear `NonFiniteLossError` on the first
-  NaN/Inf loss (before any checkpoint of that state is written), and refuses to
-  let an epoch end with non-finite weights.
+- `NonFiniteGuard`: Keras' `TerminateOnNaN(raise_error=True)` with a clear
+  `NonFiniteLossError` on the first NaN/Inf loss (before any checkpoint of that
+  state is written); also refuses to let an epoch end with non-finite weights.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
@@ -47,31 +46,38 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss or weights."""
 
 
-class NonFiniteGuard(keras.callbacks.Callback):
-    """Raises `NonFiniteLossError` at the first non-finite batch loss or epoch-end weights.
+class NonFiniteGuard(keras.callbacks.TerminateOnNaN):
+    """Keras' `TerminateOnNaN(raise_error=True)`, raising `NonFiniteLossError`, plus a weight check.
 
     Put it first in the callback list: raising inside `on_train_batch_end` ends
-    `fit` before `on_epoch_end`, so `ModelCheckpoint`/`EpochBackup` never
-    save the broken state (Keras' `TerminateOnNaN` without `raise_error` still
-    lets the epoch end, and its checkpoints be written).
+    `fit` before `on_epoch_end`, so `ModelCheckpoint`/`EpochBackup` never save the
+    broken state. The loss of a step is computed before that step's update, so the
+    last update of an epoch could still make weights non-finite unseen: at each
+    epoch end every trainable weight is checked on its device (one boolean comes
+    back to the host) before the backups run.
     """
 
     def __init__(self):
-        super().__init__()
+        super().__init__(raise_error=True)
         self._step = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self._step += 1
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        try:
+            super().on_train_batch_end(batch, logs)
+        except RuntimeError:
+            loss = float(logs["loss"])
             raise NonFiniteLossError(
-                f"loss became {float(loss)} at step {self._iterations()}: training stopped, "
+                f"loss became {loss} at step {self._iterations()}: training stopped, "
                 "no checkpoint written for this state (lower the learning rate, or use float32)"
-            )
+            ) from None
 
     def on_epoch_end(self, epoch, logs=None):
-        for weight in self.model.trainable_weights:
-            if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight))):
+        weights = self.model.trainable_weights
+        if bool(_all_finite(weights)):
+            return
+        for weight in weights:
+            if not bool(_all_finite([weight])):
                 raise NonFiniteLossError(
                     f"weight {weight.path} is not finite after epoch {epoch + 1}: training stopped, "
                     "no checkpoint written for this state"
@@ -82,6 +88,11 @@ class NonFiniteGuard(keras.callbacks.Callback):
             return int(self.model.optimizer.iterations.numpy())
         except Exception:  # noqa: BLE001
             return self._step
+
+
+def _all_finite(weights):
+    """Scalar bool tensor: whether every element of `weights` is finite (computed where they live)."""
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(w))) for w in weights])
 
 
 class TrainingMonitor(keras.callbacks.Callback):

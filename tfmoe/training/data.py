@@ -1,9 +1,4 @@
-"""Input pipelines of the experiment scripts: train / validation splits of a text source.
-
-All pipelines feed int32 padding masks: Keras 3.15's `fit` under `MirroredStrategy`
-MEAN-reduces the first batch (`Trainer._maybe_symbolic_build`), which fails on bool
-tensors.
-"""
+"""Input pipelines of the experiment scripts: train / validation splits of a text source."""
 
 from __future__ import annotations
 
@@ -23,12 +18,6 @@ _SPLIT_BUCKETS = 10_000
 # size of GCIDE (249k entries): dictionaries and lexicons are sorted, and a
 # row-level shuffle alone would train on them letter by letter.
 DOCUMENT_SHUFFLE_BUFFER = 300_000
-
-
-def int_masks(features, *rest):
-    """Casts the bool tensors of a features dict to int32 (see module docstring)."""
-    features = {k: tf.cast(v, tf.int32) if v.dtype == tf.bool else v for k, v in features.items()}
-    return (features, *rest)
 
 
 def check_source(source: str) -> None:
@@ -96,7 +85,9 @@ def pretraining_datasets(kind, tokenizer, source, *, sequence_length, batch_size
     Train repeats forever (use `steps_per_epoch`); validation is one finite pass. The
     documents of both splits are shuffled (seeded) before packing, so that sorted
     sources (dictionaries) are seen in random order and the first validation batches
-    are a sample of the whole split; validation keeps one fixed order.
+    are a sample of the whole split; validation keeps one fixed order. Both shuffles take
+    `seed` and TF's global seed: set it first (`keras.utils.set_random_seed(seed)`, as
+    `run_pretraining` does) to get the batches of a given run again.
 
     Raises:
         ValueError: the train split holds no sequence (training could not take a single
@@ -125,7 +116,7 @@ def pretraining_datasets(kind, tokenizer, source, *, sequence_length, batch_size
     train_texts = train_texts.shuffle(DOCUMENT_SHUFFLE_BUFFER, seed=seed)
     validation_texts = validation_texts.shuffle(DOCUMENT_SHUFFLE_BUFFER, seed=seed,
                                                 reshuffle_each_iteration=False)
-    return make(train_texts, True).map(int_masks), make(validation_texts, False).map(int_masks)
+    return make(train_texts, True), make(validation_texts, False)
 
 
 def _holds_an_element(dataset: tf.data.Dataset) -> bool:
