@@ -4,6 +4,7 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from tfmoe.layers import (
@@ -68,6 +69,11 @@ def test_rms_norm_matches_numpy_and_keeps_float32_statistics():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     layer = RMSNorm()
     assert layer(x).dtype == "bfloat16" and layer.weights[0].dtype == "float32"
+    # The scale is applied in float32, not rounded to bfloat16 (where 1 + 2**-10 is 1):
+    # some outputs must then round differently from those of a scale of exactly 1.
+    at_one = np.asarray(tf.cast(layer(x), "float32"))
+    layer.scale.assign(np.full([8], 1 + 2 ** -10, "float32"))
+    assert np.any(np.asarray(tf.cast(layer(x), "float32")) != at_one)
 
 
 def test_attention_has_no_scaling_and_cache_matches_full_pass():

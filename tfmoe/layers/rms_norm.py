@@ -43,11 +43,12 @@ class RMSNorm(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        x = ops.cast(x, "float32")
-        variance = ops.mean(ops.square(x), axis=-1, keepdims=True)
-        x = x * ops.rsqrt(variance + self.epsilon)
-        scale = ops.cast(self.scale, "float32")
-        return ops.cast(x * scale, self.compute_dtype)
+        # Keras' op computes in float32 for half-precision inputs; the scale stays float32
+        # (`autocast=False`: `keras.layers.RMSNormalization` would round it to bfloat16
+        # under `mixed_bfloat16`).
+        normalized = ops.rms_normalization(
+            ops.cast(x, "float32"), scale=self.scale, epsilon=self.epsilon)
+        return ops.cast(normalized, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
