@@ -31,11 +31,12 @@ def _model_class(kind, task):
 
 def resolved_config(name, task="default", **overrides):
     """The model class and its full arguments (class defaults, preset, overrides)."""
+    from tfmoe.models.switch_architecture import SwitchArchitecture
     from tfmoe.models.switch_model import SwitchModel
 
     kind = preset_registry.get_preset(name)["kind"]
     cls = _model_class(kind, task)
-    defaults = {}
+    defaults = SwitchArchitecture.argument_defaults()
     for klass in reversed(cls.__mro__):
         if isinstance(klass, type) and issubclass(klass, SwitchModel):
             for p in inspect.signature(klass.__init__).parameters.values():
