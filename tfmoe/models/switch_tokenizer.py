@@ -7,6 +7,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from tfmoe.models.preprocessing_outputs import eager_outputs
 from tfmoe.models.switch_backbone import SwitchBackbone, SwitchSeq2SeqBackbone
 from tfmoe.tokenize import vocabulary as vocab_lib
 from tfmoe.tokenize.wordpiece_tokenizer import WordpieceTokenizer
@@ -185,10 +186,7 @@ class SwitchTokenizer(keras_hub.tokenizers.Tokenizer):
 
     def tokenize(self, inputs):
         self._check_vocabulary()
-        ids = self._wordpiece.tokenize(inputs)
-        if tf.executing_eagerly() and isinstance(ids, tf.RaggedTensor):
-            return ids.to_list()
-        return ids
+        return eager_outputs(self._wordpiece.tokenize(inputs))
 
     def detokenize(self, inputs):
         self._check_vocabulary()

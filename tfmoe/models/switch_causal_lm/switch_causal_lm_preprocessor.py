@@ -2,9 +2,9 @@
 
 import keras
 import keras_hub
-import numpy as np
 import tensorflow as tf
 
+from tfmoe.models.preprocessing_outputs import eager_outputs
 from tfmoe.models.switch_backbone import SwitchBackbone
 from tfmoe.models.switch_tokenizer import SwitchTokenizer
 
@@ -53,7 +53,7 @@ class SwitchCausalLMPreprocessor(keras_hub.models.CausalLMPreprocessor):
         padding_mask = tf.cast(sample_weight, tf.bool)
         token_ids = tf.where(padding_mask, x["token_ids"], self.tokenizer.pad_token_id)
         x = {"token_ids": token_ids, "padding_mask": padding_mask}
-        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        return eager_outputs(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
 
     def generate_preprocess(self, x, sequence_length=None):
         """Prompts -> `{"token_ids", "padding_mask"}` `[batch, sequence_length]`.
@@ -82,6 +82,4 @@ class SwitchCausalLMPreprocessor(keras_hub.models.CausalLMPreprocessor):
         padding_mask = tf.pad(padding_mask, [[0, 0], [0, pad]], constant_values=False)
         token_ids = tf.pad(token_ids, [[0, 0], [0, pad]])
         token_ids = tf.where(padding_mask, token_ids, self.tokenizer.pad_token_id)
-        if tf.executing_eagerly():
-            return {"token_ids": np.asarray(token_ids), "padding_mask": np.asarray(padding_mask)}
-        return {"token_ids": token_ids, "padding_mask": padding_mask}
+        return eager_outputs({"token_ids": token_ids, "padding_mask": padding_mask})
