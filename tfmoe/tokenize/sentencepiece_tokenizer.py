@@ -45,7 +45,7 @@ import tensorflow_text as tf_text
 from sentencepiece import sentencepiece_model_pb2
 from tensorflow_text.python.ops.sentencepiece_tokenizer import gen_sentencepiece_tokenizer
 
-from tfmoe.tokenize.string_inputs import as_string_tensor, is_text_value
+from tfmoe.tokenize.tokenizer_layer import TokenizerLayer
 
 # SentencePiece's word boundary marker.
 _META_SPACE = "\u2581"
@@ -61,7 +61,7 @@ _SCORE_BITS = 14
 
 # Graph code below branches on Python values only: autograph would just cost seconds of tracing.
 @keras.saving.register_keras_serializable(package="tfmoe")
-class SentencePieceTokenizer(keras.layers.Layer):
+class SentencePieceTokenizer(TokenizerLayer):
     """T5 SentencePiece tokenizer layer (string -> int32 ids), exact with the reference.
 
     Args:
@@ -154,20 +154,6 @@ class SentencePieceTokenizer(keras.layers.Layer):
 
     # Vocabulary and special tokens.
 
-    def get_vocabulary(self):
-        """The tokens, as a list (index = id): the pieces, then `<extra_id_{extra_ids - 1}>` ... `<extra_id_0>`."""
-        return list(self._vocabulary)
-
-    def vocabulary_size(self):
-        return len(self._vocabulary)
-
-    def token_to_id(self, token):
-        """Id of `token`; raises `KeyError` if it is not in the vocabulary."""
-        return self._token_to_id[token]
-
-    def id_to_token(self, token_id):
-        return self._vocabulary[token_id]
-
     @property
     def proto(self):
         """The SentencePiece model, serialized (bytes)."""
@@ -202,35 +188,8 @@ class SentencePieceTokenizer(keras.layers.Layer):
 
     # Tokenization.
 
-    @tf.autograph.experimental.do_not_convert
-    def __call__(self, inputs, *args, **kwargs):
-        # Strings and TF tensors go straight to `tokenize`, without Keras' per-call
-        # work (masks, autocasting, name scopes), which a string-to-ids layer
-        # without weights does not need. Keras' symbolic tensors still go through Keras.
-        if not args and not kwargs and is_text_value(inputs):
-            return self.tokenize(inputs)
-        return super().__call__(inputs, *args, **kwargs)
-
-    @tf.autograph.experimental.do_not_convert
-    def call(self, inputs):
-        return self.tokenize(inputs)
-
-    @tf.autograph.experimental.do_not_convert
-    def tokenize(self, inputs):
-        """Strings -> int32 ids (see the class docstring for shapes)."""
-        text = as_string_tensor(inputs, "inputs")
-        shape = text.shape
-        flat_text = text if shape.rank == 1 else tf.reshape(text, [-1])
-        flat_ids = self._tokenize_batch_graph(flat_text)
-        if self.sequence_length is not None:
-            dense = flat_ids.to_tensor(default_value=self._pad_id, shape=[None, self.sequence_length])
-            return tf.reshape(dense, tf.concat([tf.shape(text), [self.sequence_length]], axis=0))
-        if shape.rank == 0:
-            return flat_ids.flat_values  # the only row
-        ids = flat_ids
-        for size in reversed(shape[1:]):
-            ids = tf.RaggedTensor.from_uniform_row_length(ids, size, validate=False)
-        return ids
+    def _tokenize_flat(self, text):
+        return self._tokenize_batch_graph(text)
 
     def _tokenize_batch(self, text):
         """`[n]` strings -> `[n, (tokens)]` int32, int64 row splits."""

@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfmoe.tokenize import vocabulary as vocab_lib
-from tfmoe.tokenize.string_inputs import as_string_tensor, is_text_value
+from tfmoe.tokenize.tokenizer_layer import TokenizerLayer
 from tfmoe.tokenize.recoding import Recoding, plain_rows_pattern, plain_rows_python_regex
 
 # Recoded text holds every word character in 4 UTF-8 bytes (see `recoding`).
@@ -40,7 +40,7 @@ _PYTHON_CHECK_MAX_BYTES = 1000
 
 # Graph code below branches on Python values only: autograph would just cost seconds of tracing.
 @keras.saving.register_keras_serializable(package="tfmoe")
-class WordpieceTokenizer(keras.layers.Layer):
+class WordpieceTokenizer(TokenizerLayer):
     """BERT WordPiece tokenizer layer (string -> int32 ids), exact with the reference.
 
     Args:
@@ -134,20 +134,6 @@ class WordpieceTokenizer(keras.layers.Layer):
 
     # Vocabulary and special tokens.
 
-    def get_vocabulary(self):
-        """The tokens, as a list (index = id)."""
-        return list(self._vocabulary)
-
-    def vocabulary_size(self):
-        return len(self._vocabulary)
-
-    def token_to_id(self, token):
-        """Id of `token`; raises `KeyError` if it is not in the vocabulary."""
-        return self._token_to_id[token]
-
-    def id_to_token(self, token_id):
-        return self._vocabulary[token_id]
-
     def _optional_id(self, token):
         return self._token_to_id.get(token)
 
@@ -183,42 +169,12 @@ class WordpieceTokenizer(keras.layers.Layer):
 
     # Tokenization.
 
-    @tf.autograph.experimental.do_not_convert
-    def __call__(self, inputs, *args, **kwargs):
-        # Strings and TF tensors go straight to `tokenize`. Keras' per-call work (masks,
-        # autocasting, name scopes), which a string-to-ids layer without weights does
-        # not need, takes longer than tokenizing a sentence eagerly, and adds to the
-        # start-up of every tf.data pipeline. Keras' symbolic tensors (functional
-        # models) still go through Keras.
-        if not args and not kwargs and is_text_value(inputs):
-            return self.tokenize(inputs)
-        return super().__call__(inputs, *args, **kwargs)
-
-    @tf.autograph.experimental.do_not_convert
-    def call(self, inputs):
-        return self.tokenize(inputs)
-
-    @tf.autograph.experimental.do_not_convert
-    def tokenize(self, inputs):
-        """Strings -> int32 ids (see the class docstring for shapes)."""
-        text = as_string_tensor(inputs, "inputs")
-        shape = text.shape
-        flat_text = text if shape.rank == 1 else tf.reshape(text, [-1])
+    def _tokenize_flat(self, text):
         if tf.executing_eagerly():
-            flat_ids = self._tokenize_eagerly(flat_text)
-        else:
-            # The traced graph is shared by every graph that tokenizes (each
-            # tf.data pipeline, tf.function, export) instead of traced again.
-            flat_ids = self._tokenize_batch_graph(flat_text)
-        if self.sequence_length is not None:
-            dense = flat_ids.to_tensor(default_value=self.pad_token_id, shape=[None, self.sequence_length])
-            return tf.reshape(dense, tf.concat([tf.shape(text), [self.sequence_length]], axis=0))
-        if shape.rank == 0:
-            return flat_ids.flat_values  # the only row
-        ids = flat_ids
-        for size in reversed(shape[1:]):
-            ids = tf.RaggedTensor.from_uniform_row_length(ids, size, validate=False)
-        return ids
+            return self._tokenize_eagerly(text)
+        # The traced graph is shared by every graph that tokenizes (each tf.data
+        # pipeline, tf.function, export) instead of traced again.
+        return self._tokenize_batch_graph(text)
 
     def _tokenize_eagerly(self, text):
         """Eager `[n]` -> `[n, (tokens)]`: plain batches in two ops, others in the traced graph."""
