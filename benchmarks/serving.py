@@ -38,6 +38,7 @@ import time  # noqa: E402
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
@@ -128,10 +129,17 @@ def build(task, tokenizer, options):
             return scoring.sequence_log_likelihood(logits, ids[:, 1:], mask[:, 1:])
         return model, "score", score, pack, jit
     eos, new = tokenizer.sep_token_id, options["max_new_tokens"]
-    max_length = options["sequence_length"] + new
-    return model, "serving_default", lambda ids, mask, _: model.generate(
-        {"token_ids": ids, "padding_mask": mask}, max_length=max_length, sampler="greedy",
-        stop_token_ids=(eos,)), pack, False
+    sampler = keras_hub.samplers.GreedySampler()
+
+    # keras-hub's inner generation function on prompts right-padded by `new` positions,
+    # with the greedy sampler of the export.
+    @tf.function
+    def generate(ids, mask, _):
+        ids = tf.pad(ids, [[0, 0], [0, new]])
+        mask = tf.pad(mask, [[0, 0], [0, new]], constant_values=False)
+        return model.generate_step({"token_ids": ids, "padding_mask": mask},
+                                   stop_token_ids=(eos,), sampler=sampler)
+    return model, "serving_default", generate, pack, False
 
 
 def paired_timings(fns, repeats):

@@ -5,8 +5,11 @@
     python experiments/finetune.py --task=train.tsv --validation_task=dev.tsv ...   # columns text, label
     python experiments/finetune.py --task=tfds:imdb_reviews ...                     # supervised TFDS
 
-`--init_from=DIR` starts from a `pretrain.py` run of a seq2seq preset (its token
-embedding and encoder). Resumable like pretrain.py (epoch backups, `tfmoe.training.backup`).
+`--init_from=DIR` starts from a pretrained keras-hub preset directory of a seq2seq model
+(`pretrain.py`'s `OUTPUT_DIR/preset/`): its token embedding and encoder weights, matched by
+name (`tfmoe.models.init_backbone_from_preset`), and its vocabulary. The run ends by writing
+the classifier, its tokenizer and label names as a keras-hub preset in `OUTPUT_DIR/preset/`
+(`tfmoe.models.load_task_preset`, `experiments/export.py --preset`). Resumable like pretrain.py (epoch backups, `tfmoe.training.backup`).
 Tasks: `wordnet` (WordNet supersenses, 45 classes, bundled), a UTF-8 TSV file with
 a header and `text` and `label` columns (labels: any non-empty strings, at least 2
 classes; the validation split is every 10th row unless `--validation_task` is given),
@@ -15,6 +18,7 @@ or `tfds:NAME` with (text, label) supervised keys.
 
 import json
 import os
+import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,7 +32,7 @@ flags.DEFINE_string("model", "switch_tiny_8", "seq2seq preset whose encoder is u
 flags.DEFINE_string("task", "wordnet", "'wordnet', a TSV file (text, label columns) or tfds:NAME")
 flags.DEFINE_string("validation_task", None, "TSV file for validation (default: every 10th row of --task)")
 flags.DEFINE_string("vocabulary", None, "WordPiece vocabulary (default: --init_from's, else the bundled one)")
-flags.DEFINE_string("init_from", None, "pretrain.py output directory of a seq2seq preset")
+flags.DEFINE_string("init_from", None, "pretrained seq2seq preset directory (pretrain.py's OUTPUT_DIR/preset)")
 flags.DEFINE_integer("steps", 500, "training steps", lower_bound=1)
 flags.DEFINE_integer("steps_per_epoch", None, "validation/backup interval (default min(steps, 100))",
                      lower_bound=1)
@@ -131,8 +135,11 @@ def run():
         raise ValueError(f"--steps={FLAGS.steps} must be a multiple of --steps_per_epoch={spe}")
     if get_preset(FLAGS.model)["kind"] != "seq2seq":
         raise ValueError(f"--model={FLAGS.model} is not a seq2seq preset (the classifier uses an encoder)")
-    vocabulary = FLAGS.vocabulary or (os.path.join(FLAGS.init_from, "vocab.txt") if FLAGS.init_from
-                                      else DEFAULT_VOCABULARY)
+    from tfmoe.models.switch_tokenizer import VOCABULARY_FILE
+
+    vocabulary = FLAGS.vocabulary or (
+        os.path.join(FLAGS.init_from, "assets", "tokenizer", VOCABULARY_FILE) if FLAGS.init_from
+        else DEFAULT_VOCABULARY)
     if not os.path.isfile(vocabulary):
         raise FileNotFoundError(f"vocabulary file not found: {vocabulary}")
     check_output_dir(FLAGS.output_dir)
@@ -170,7 +177,7 @@ def train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_
     """Builds (or resumes) the classifier in `out`, trains, evaluates and writes results.json."""
     import keras
 
-    from tfmoe.models import SwitchClassifier, SwitchTransformer
+    from tfmoe.models import SwitchClassifier, init_backbone_from_preset, save_task_preset
     from tfmoe.training import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, backup
     from tfmoe.training.pretraining import make_optimizer, skip_consumed
 
@@ -179,11 +186,7 @@ def train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_
     with strategy.scope():
         model = SwitchClassifier.from_preset(FLAGS.model, num_classes=len(label_names), **options)
         if FLAGS.init_from:
-            pretrained = SwitchTransformer.from_preset(FLAGS.model, vocabulary_size=tokenizer.vocabulary_size())
-            pretrained.load_weights(os.path.join(FLAGS.init_from, "model.weights.h5"))
-            model.token_embedding.set_weights(pretrained.token_embedding.get_weights()[:1]
-                                              + model.token_embedding.get_weights()[1:])
-            model.encoder.set_weights(pretrained.encoder.get_weights())
+            init_backbone_from_preset(model.backbone, FLAGS.init_from)
             print(f"initialised the embedding and encoder from {FLAGS.init_from}")
         model.compile(optimizer=make_optimizer(FLAGS.learning_rate, FLAGS.steps, 50, 0.01),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -202,6 +205,10 @@ def train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_
     except NonFiniteLossError as error:
         fail(f"training stopped: {error}")
     backup.save_weights_atomic(model, os.path.join(out, "model.weights.h5"))
+    preset_dir = os.path.join(out, "preset")
+    shutil.rmtree(preset_dir, ignore_errors=True)
+    save_task_preset(model, preset_dir, tokenizer.get_vocabulary(), FLAGS.sequence_length,
+                     label_names=label_names)
     results = {"step": int(model.optimizer.iterations.numpy()), "num_classes": len(label_names),
                "validation": model.evaluate(validation_batches, verbose=0, return_dict=True)}
     if test_batches is not None:

@@ -22,10 +22,10 @@ def _arguments(**fields):
 
 
 def test_switch_base_8_matches_the_preset_architecture():
-    from tfmoe.models import SwitchTransformer
+    from tfmoe.models import SwitchSeq2SeqBackbone
 
     args = _arguments(**SWITCH_BASE_8)
-    preset = SwitchTransformer.preset_config("switch_base_8")
+    preset = SwitchSeq2SeqBackbone.builtin_preset_config("switch_base_8")
     for key in ("vocabulary_size", "hidden_dim", "num_heads", "key_value_dim",
                 "intermediate_dim", "num_layers", "num_decoder_layers", "num_experts",
                 "sparse_step", "activation", "gated", "tie_embeddings"):

@@ -18,6 +18,7 @@ import transformers
 
 from tfmoe.convert import from_hf_switch
 from tfmoe.convert.__main__ import main
+from tfmoe.models import SwitchTransformer
 
 VOCAB = 67
 
@@ -96,14 +97,15 @@ def test_converted_logits_match_hugging_face(tmp_path, name):
                              **CONFIGS[name])
     assert (tmp_path / "model.safetensors.index.json").exists() == (name in SHARDED)
     model = from_hf_switch(tmp_path)
-    hf = hf_model.config
-    assert model.num_experts == hf.num_experts
-    assert model.encoder.sparse_layers == [
+    assert isinstance(model, SwitchTransformer) and model.preprocessor is None
+    hf, backbone = hf_model.config, model.backbone
+    assert backbone.num_experts == hf.num_experts
+    assert backbone.encoder.sparse_layers == [
         i for i, b in enumerate(hf_model.encoder.block) if b.is_sparse]
-    assert model.decoder.sparse_layers == [
+    assert backbone.decoder.sparse_layers == [
         i for i, b in enumerate(hf_model.decoder.block) if b.is_sparse]
-    assert model.tie_embeddings == hf.tie_word_embeddings
-    assert not model.router_ignore_padding_tokens
+    assert backbone.tie_embeddings == hf.tie_word_embeddings
+    assert not backbone.router_ignore_padding_tokens
     diff = _max_abs_diff(model, hf_model, make_inputs())
     print(f"{name}: max abs logit difference {diff:.2e}")
     assert diff <= 1e-4
@@ -134,10 +136,20 @@ def test_greedy_generation_matches_hugging_face(hf_dir):
     want = hf_model.generate(
         input_ids=torch.tensor(inputs["encoder_token_ids"]),
         attention_mask=torch.tensor(inputs["encoder_padding_mask"]).long(),
-        decoder_start_token_id=model.decoder_start_token_id, do_sample=False,
+        decoder_start_token_id=model.backbone.decoder_start_token_id, do_sample=False,
         max_new_tokens=9, min_new_tokens=9, use_cache=False).numpy()
-    got = model.generate({k: inputs[k] for k in ("encoder_token_ids", "encoder_padding_mask")},
-                         max_length=10, stop_token_ids=None)["decoder_token_ids"]
+    # Without a preprocessor `generate` takes the decoder prompt too: the start token,
+    # then 9 positions to generate.
+    rows = inputs["encoder_token_ids"].shape[0]
+    prompt = np.zeros((rows, 10), "int32")
+    prompt[:, 0] = model.backbone.decoder_start_token_id
+    model.compile(sampler="greedy")
+    got = model.generate(
+        {"encoder_token_ids": inputs["encoder_token_ids"],
+         "encoder_padding_mask": inputs["encoder_padding_mask"],
+         "decoder_token_ids": prompt,
+         "decoder_padding_mask": np.arange(10)[None] < np.ones((rows, 1))},
+        stop_token_ids=None)["decoder_token_ids"]
     np.testing.assert_array_equal(np.asarray(got), want)
 
 

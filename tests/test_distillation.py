@@ -30,8 +30,8 @@ def _pair(**overrides):
 
 
 def _relative(model):
-    """`{path without the model's own name: numpy value}`."""
-    return {v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v) for v in model.weights}
+    """`{key of init_student_from_teacher (backbone/<variable path>): numpy value}`."""
+    return {f"backbone/{v.path}": keras.ops.convert_to_numpy(v) for v in model.backbone.weights}
 
 
 def _batch(seed=0, batch=4, seq=10, pad_rows=(1, 3), pad_from=6):
@@ -71,7 +71,7 @@ def test_init_copies_exactly_the_non_expert_weights():
     before, source = _relative(student), _relative(teacher)
     report = init_student_from_teacher(student, teacher)
     after = _relative(student)
-    sparse_ffn = "decoder/block_1/decoder_block_1_feed_forward/"
+    sparse_ffn = "backbone/decoder/block_1/decoder_block_1_feed_forward/"
     copied = [k for k in after if not k.startswith(sparse_ffn)]
     assert len(copied) == len(after) - 3  # wi_0, wi_1, wo of the sparse position stay
     for key in copied:
@@ -85,16 +85,16 @@ def test_init_copies_exactly_the_non_expert_weights():
     assert sorted(report["teacher_expert_weights"]) == sorted(k for k in source if k.startswith(sparse_ffn))
     assert not (report["mismatched"] or report["unmatched_student"] or report["unmatched_teacher"])
     # The copy is a copy: training the student later must not touch the teacher.
-    student.token_embedding.embeddings.assign(np.zeros((VOCAB, 16), "float32"))
-    np.testing.assert_array_equal(_relative(teacher)["token_embedding/embeddings"],
-                                  source["token_embedding/embeddings"])
+    student.backbone.token_embedding.embeddings.assign(np.zeros((VOCAB, 16), "float32"))
+    np.testing.assert_array_equal(_relative(teacher)["backbone/token_embedding/embeddings"],
+                                  source["backbone/token_embedding/embeddings"])
 
 
 def test_init_expert_mean_option():
     teacher, student = _pair()
     report = init_student_from_teacher(student, teacher, expert_init="mean")
-    experts = teacher.decoder.blocks[1].feed_forward.experts
-    ffn = student.decoder.blocks[1].feed_forward
+    experts = teacher.backbone.decoder.blocks[1].feed_forward.experts
+    ffn = student.backbone.decoder.blocks[1].feed_forward
     for name in ("wi_0", "wi_1", "wo"):
         mean = keras.ops.convert_to_numpy(getattr(experts, name)).mean(0)
         if name != "wo":  # expert wi_* are stored [E, out, in], dense kernels [in, out]
@@ -110,7 +110,7 @@ def test_init_switch_transformer_encoder_decoder():
     student = SwitchTransformer.from_preset("dense_tiny", **small)
     report = init_student_from_teacher(student, teacher)
     after, source = _relative(student), _relative(teacher)
-    sparse = ("encoder/block_1/encoder_block_1_feed_forward/", "decoder/block_1/decoder_block_1_feed_forward/")
+    sparse = ("backbone/encoder/block_1/encoder_block_1_feed_forward/", "backbone/decoder/block_1/decoder_block_1_feed_forward/")
     for key in after:
         if not key.startswith(sparse):
             np.testing.assert_array_equal(after[key], source[key], err_msg=key)
@@ -122,14 +122,14 @@ def test_init_switch_transformer_encoder_decoder():
 def test_init_lists_weights_that_do_not_match():
     teacher, _ = _pair()
     other = SwitchDecoderLM.from_preset("dense_lm_tiny", **{**SMALL, "vocabulary_size": VOCAB + 5})
-    with pytest.raises(ValueError, match=r"token_embedding/embeddings: student \(45, 16\) vs teacher \(40, 16\)"):
+    with pytest.raises(ValueError, match=r"backbone/token_embedding/embeddings: student \(45, 16\) vs teacher \(40, 16\)"):
         init_student_from_teacher(other, teacher)
     deeper = SwitchDecoderLM.from_preset("dense_lm_tiny", **{**SMALL, "num_layers": 3})
-    with pytest.raises(ValueError, match=r"decoder/block_2/self_attention/q \(16, 64\): no teacher weight"):
+    with pytest.raises(ValueError, match=r"backbone/decoder/block_2/self_attention/q \(16, 64\): no teacher weight"):
         init_student_from_teacher(deeper, teacher)
     report = init_student_from_teacher(other, teacher, strict=False)
-    assert report["mismatched"] == ["token_embedding/embeddings: student (45, 16) vs teacher (40, 16)"]
-    assert "decoder/block_0/self_attention/q" in report["copied"]
+    assert report["mismatched"] == ["backbone/token_embedding/embeddings: student (45, 16) vs teacher (40, 16)"]
+    assert "backbone/decoder/block_0/self_attention/q" in report["copied"]
     with pytest.raises(ValueError, match="expert_init"):
         init_student_from_teacher(other, teacher, expert_init="random")
 
@@ -188,9 +188,11 @@ def test_padding_is_ignored_in_both_losses():
     y3 = y.copy()
     y3[0, 0] = (y3[0, 0] + 1) % VOCAB  # a real label: the loss must notice
     assert loss(x, y3) != pytest.approx(reference, rel=1e-6)
-    # Same with the padding given only as sample_weight (no padding_mask in the inputs).
-    bare = {"token_ids": x["token_ids"]}
-    bare2 = {"token_ids": x2["token_ids"]}
+    # Same with the padding given only as sample_weight (an all-ones padding_mask: the
+    # functional models take both inputs).
+    everything = np.ones_like(x["padding_mask"])
+    bare = {"token_ids": x["token_ids"], "padding_mask": everything}
+    bare2 = {"token_ids": x2["token_ids"], "padding_mask": everything}
     weights = x["padding_mask"].astype("float32")
     first = distiller.compute_loss(bare, y, student(bare), sample_weight=weights, training=False)
     second = distiller.compute_loss(bare2, y2, student(bare2), sample_weight=weights, training=False)
@@ -256,7 +258,7 @@ def test_keras_round_trip(tmp_path):
     clone = Distiller.from_config(json.loads(json.dumps(config)))
     assert {k: v for k, v in clone.get_config().items() if k not in ("teacher", "student", "name")} == {
         k: v for k, v in config.items() if k not in ("teacher", "student", "name")}
-    assert clone.student.num_experts == 0 and clone.teacher.num_experts == 4
+    assert clone.student.backbone.num_experts == 0 and clone.teacher.backbone.num_experts == 4
     distiller.compile(optimizer="adam", jit_compile=False)
     x, y, _ = _batch()
     distiller.fit(x, y, batch_size=4, epochs=1, verbose=0)

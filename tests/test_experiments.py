@@ -123,7 +123,9 @@ def test_short_mixed_bfloat16_run_is_finite_and_writes_outputs(tmp_path):
     assert sum(load["decoder_block_1_feed_forward"]) == pytest.approx(1.0, abs=1e-4)
     assert "decoder_block_1_feed_forward/dropped_fraction" in history[-1]
     for name in ("loss_curves.png", "expert_load_heatmap.png", "model.weights.h5", "vocab.txt",
-                 "checkpoints/best.weights.h5", "backup/epoch_000002.weights.h5", "summary.json"):
+                 "checkpoints/best.weights.h5", "backup/epoch_000002.weights.h5", "summary.json",
+                 "preset/config.json", "preset/model.weights.h5", "preset/task.json",
+                 "preset/assets/tokenizer/vocabulary.txt"):
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -172,6 +174,13 @@ def test_finetune_on_a_tsv_with_expert_dropout(tmp_path):
     assert results["step"] == 2 and results["num_classes"] == 2
     assert 0.0 <= results["validation"]["accuracy"] <= 1.0
     assert "validation: accuracy" in result.stdout
+    # The classifier, its tokenizer and label names as a keras-hub preset.
+    from tfmoe.models import SwitchClassifier, load_task_preset
+
+    classifier = load_task_preset(str(out / "preset"))
+    assert isinstance(classifier, SwitchClassifier)
+    assert sorted(classifier.label_names) == ["noun", "verb"]
+    assert classifier.preprocessor.sequence_length == 16
 
 
 def test_finetune_bad_task_file(tmp_path):
@@ -394,3 +403,41 @@ def test_export_missing_files_in_one_line(load_script, capsys, tmp_path, missing
         f"--model={files['model']}", f"--vocabulary={files['vocabulary']}", "--name=clf",
         f"--output_dir={tmp_path / 'saved'}"])
     assert lines == [f"export.py: error: --{missing} file not found: {files[missing]}"]
+
+
+EXPORT = os.path.join(REPO, "experiments", "export.py")
+
+
+@pytest.mark.slow  # pre-training, fine-tuning and export of tiny models: a few minutes on 2 cores
+def test_pretrain_finetune_export_serve_end_to_end(tmp_path):
+    """pretrain -> finetune --init_from=<preset> -> export --preset -> a SavedModel that
+    classifies a string in a process importing only tensorflow and tensorflow_text."""
+    run_pretraining(PretrainConfig(
+        model="switch_tiny_8", steps=2, steps_per_epoch=2, batch_size=4, sequence_length=32,
+        validation_steps=1, strategy="cpu", verbose=0, output_dir=str(tmp_path / "pretrain")))
+    rows = ["text\tlabel"] + [f"the {w} runs fast\tverb" if i % 2 else f"a small {w}\tnoun"
+                              for i, w in enumerate(["cat", "dog", "hacker", "file", "bug", "kludge"] * 8)]
+    task = tmp_path / "task.tsv"
+    task.write_text("\n".join(rows) + "\n")
+    finetune = subprocess.run(
+        [sys.executable, FINETUNE, f"--task={task}", "--steps=2", "--batch_size=4",
+         "--sequence_length=16", "--strategy=cpu", "--verbose=0",
+         f"--init_from={tmp_path / 'pretrain' / 'preset'}", f"--output_dir={tmp_path / 'ft'}"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    assert finetune.returncode == 0, finetune.stdout[-2000:] + finetune.stderr[-3000:]
+    assert "initialised the embedding and encoder from" in finetune.stdout
+    export = subprocess.run(
+        [sys.executable, EXPORT, f"--preset={tmp_path / 'ft' / 'preset'}", "--name=clf",
+         f"--output_dir={tmp_path / 'served'}", "--sequence_length=16", "--jit_compile=false"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    assert export.returncode == 0, export.stdout[-2000:] + export.stderr[-3000:]
+    serve = ("import sys, tensorflow as tf, tensorflow_text\n"
+             "model = tf.saved_model.load(sys.argv[1])\n"
+             "out = model.signatures['serving_default'](text=tf.constant(['a small dog']))\n"
+             "print(out['label'].numpy()[0].decode())\n"
+             "assert 'tfmoe' not in sys.modules and 'keras_hub' not in sys.modules\n")
+    served = subprocess.run(
+        [sys.executable, "-c", serve, str(tmp_path / "served" / "clf" / "1")],
+        capture_output=True, text=True, env=_env(), cwd=str(tmp_path), timeout=300)
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert served.stdout.strip().splitlines()[-1] in ("noun", "verb")

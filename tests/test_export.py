@@ -54,7 +54,8 @@ def test_outputs_equal_keras(exported):
     label_id = probabilities.argmax(-1)
     np.testing.assert_array_equal(out["label_id"].numpy(), label_id)
     assert [s.decode() for s in out["label"].numpy()] == [LABELS[i] for i in label_id]
-    hidden = model.encoder(model.token_embedding(ids), padding_mask=mask, training=False)
+    backbone = model.backbone
+    hidden = backbone.encoder(backbone.token_embedding(ids), padding_mask=mask, training=False)
     weights = mask[:, :, None].astype("float32")
     expected = (hidden.numpy() * weights).sum(1) / np.maximum(weights.sum(1), 1)
     embedding = loaded.signatures["embed"](text=tf.constant(h.TEXTS))["embedding"]

@@ -24,6 +24,7 @@ def _export(kind, tok, tmp_path_factory, jit_compile):
     model_cls, preset = {"lm": (tfmoe.models.SwitchDecoderLM, "switch_lm_tiny_8"),
                          "seq2seq": (tfmoe.models.SwitchTransformer, "switch_tiny_8")}[kind]
     model = model_cls.from_preset(preset, vocabulary_size=tok.vocabulary_size())
+    model.compile(sampler="greedy")  # the Keras side of the parity tests
     path = tfmoe.export.export_saved_model(model, tok, tmp_path_factory.mktemp(kind) / "1",
                                            sequence_length=L, max_new_tokens=N,
                                            jit_compile=jit_compile)
@@ -44,6 +45,12 @@ def _until_stop(ids, stop):
     return np.where(np.cumsum(ids == stop, axis=1) > 0, 0, ids)
 
 
+def _right_padded(ids, mask, length):
+    """`generate` inputs without a preprocessor: prompts right-padded to `length`."""
+    extra = [(0, 0), (0, length - ids.shape[1])]
+    return np.pad(np.asarray(ids), extra), np.pad(np.asarray(mask, bool), extra)
+
+
 def test_lm_signatures_equal_keras(lm, tok):
     model, _, loaded = lm
     assert sorted(loaded.signatures) == ["generate", "score", "serving_default"]
@@ -51,15 +58,18 @@ def test_lm_signatures_equal_keras(lm, tok):
     eos = tok.sep_token_id
     out = loaded.signatures["serving_default"](text=tf.constant(h.TEXTS))
     ids, mask, lengths = h.pack(tok, h.TEXTS, L, prefix=(eos,), keep="last")
-    generated = model.generate({"token_ids": ids, "padding_mask": mask}, max_length=L + N,
-                               stop_token_ids=(eos,))["token_ids"].numpy()
+    padded_ids, padded_mask = _right_padded(ids, mask, L + N)
+    generated = model.generate({"token_ids": padded_ids, "padding_mask": padded_mask},
+                               stop_token_ids=(eos,))["token_ids"]
     expected = np.stack([row[n:n + N] for row, n in zip(generated, lengths)])
     expected = _until_stop(expected, eos)
     np.testing.assert_array_equal(out["generated_token_ids"].numpy(), expected)
     assert out["generated_text"].numpy().tolist() == tok.detokenize(expected).numpy().tolist()
     # Alone, unpadded, through the Keras model's own `generate`.
-    alone = model.generate({"token_ids": ids[:1, :lengths[0]]}, max_length=int(lengths[0]) + N,
-                           stop_token_ids=(eos,))["token_ids"].numpy()[:, lengths[0]:]
+    alone_ids, alone_mask = _right_padded(ids[:1, :lengths[0]], np.ones((1, lengths[0]), bool),
+                                          int(lengths[0]) + N)
+    alone = model.generate({"token_ids": alone_ids, "padding_mask": alone_mask},
+                           stop_token_ids=(eos,))["token_ids"][:, lengths[0]:]
     np.testing.assert_array_equal(_until_stop(alone, eos)[0], expected[0])
 
     scored = loaded.signatures["score"](text=tf.constant(h.TEXTS))
@@ -76,14 +86,19 @@ def test_seq2seq_signatures_equal_keras(seq2seq, tok):
     eos = tok.sep_token_id
     ids, mask, _ = h.pack(tok, h.TEXTS, L, suffix=(eos,))
     out = loaded.signatures["serving_default"](text=tf.constant(h.TEXTS))
-    generated = model.generate({"encoder_token_ids": ids, "encoder_padding_mask": mask},
-                               max_length=N + 1, stop_token_ids=(eos,))["decoder_token_ids"]
+    start = model.backbone.decoder_start_token_id
+    rows = ids.shape[0]
+    prompt, prompt_mask = _right_padded(np.full((rows, 1), start), np.ones((rows, 1), bool),
+                                        N + 1)
+    generated = model.generate({"encoder_token_ids": ids, "encoder_padding_mask": mask,
+                                "decoder_token_ids": prompt, "decoder_padding_mask": prompt_mask},
+                               stop_token_ids=(eos,))["decoder_token_ids"]
     np.testing.assert_array_equal(out["generated_token_ids"].numpy(),
-                                  _until_stop(generated.numpy()[:, 1:], eos))
+                                  _until_stop(np.asarray(generated)[:, 1:], eos))
 
     targets = [b"world", b"", b"x y z", b"a " * 50]
     scored = loaded.signatures["score"](text=tf.constant(h.TEXTS), target=tf.constant(targets))
-    t_ids, t_mask, _ = h.pack(tok, targets, N + 1, prefix=(model.decoder_start_token_id,),
+    t_ids, t_mask, _ = h.pack(tok, targets, N + 1, prefix=(start,),
                               suffix=(eos,))
     logits = model({"encoder_token_ids": ids, "encoder_padding_mask": mask,
                     "decoder_token_ids": t_ids[:, :-1], "decoder_padding_mask": t_mask[:, :-1]},
@@ -91,7 +106,9 @@ def test_seq2seq_signatures_equal_keras(seq2seq, tok):
     np.testing.assert_allclose(scored["log_likelihood"].numpy(),
                                h.log_likelihood(logits, t_ids[:, 1:], t_mask[:, 1:]), rtol=1e-5)
 
-    hidden = model.encode(ids, mask, training=False).numpy()
+    backbone = model.backbone
+    hidden = backbone.encoder(backbone.token_embedding(ids), padding_mask=mask,
+                              training=False).numpy()
     weights = mask[:, :, None].astype("float32")
     np.testing.assert_allclose(loaded.signatures["embed"](text=tf.constant(h.TEXTS))["embedding"],
                                (hidden * weights).sum(1) / weights.sum(1), atol=1e-5)

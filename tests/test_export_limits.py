@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
         "switch_lm_tiny_8", vocabulary_size=MODEL_VOCABULARY, group_size=L)
     # The (tied) embeddings of the ids the tokenizer lacks are scaled up, so greedy
     # generation picks such ids, as a model with a padded vocabulary may.
-    embeddings = model.token_embedding.embeddings
+    embeddings = model.backbone.token_embedding.embeddings
     beyond = np.arange(MODEL_VOCABULARY)[:, None] >= tok.vocabulary_size()
     embeddings.assign(embeddings.numpy() * np.where(beyond, 10.0, 1.0))
     # No XLA: every new chunk size would otherwise add a compilation to the RSS measured.

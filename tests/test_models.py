@@ -1,14 +1,17 @@
-"""Model zoo: shapes, masks, causality, cached generation, saving, presets, counts."""
+"""Model zoo (the keras-hub tasks under the zoo names): shapes, masks, causality, cached
+generation, saving, presets, counts."""
 
 from pathlib import Path
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
 import tfmoe.models as models
 from tfmoe.layers import DenseFeedForward, SwitchFeedForward, Top2FeedForward
-from tfmoe.models import SwitchClassifier, SwitchDecoderLM, SwitchTransformer
+from tfmoe.models import (SwitchCausalLM, SwitchClassifier, SwitchDecoderLM, SwitchSeq2SeqLM,
+                          SwitchTextClassifier, SwitchTransformer)
 
 VOCAB = 97
 # Tiny shapes on top of the tiny presets, with a capacity large enough that no token is
@@ -96,7 +99,8 @@ def test_decoder_lm_training_is_causal_when_tokens_are_dropped(preset, dispatch)
               "padding_mask": np.ones((4, 12), bool)}
     logits = np.asarray(lm(inputs, training=True))
     dropped = [float(layer.routing_stats["dropped_fraction"])
-               for layer in (lm.decoder.blocks[i].feed_forward for i in lm.decoder.sparse_layers)]
+               for layer in (lm.backbone.decoder.blocks[i].feed_forward
+                             for i in lm.backbone.decoder.sparse_layers)]
     assert max(dropped) > 0.1
     for t in range(1, 12, 2):
         changed = dict(inputs, token_ids=inputs["token_ids"].copy())
@@ -109,7 +113,7 @@ def test_decoder_lm_refuses_a_non_causal_routing_priority():
     with pytest.raises(ValueError, match="later positions"):
         SwitchDecoderLM.from_preset("glam_tiny_8", priority="position", **SMALL)
     lm = SwitchDecoderLM.from_preset("switch_lm_tiny_8", priority="position", **SMALL)
-    assert lm.decoder.blocks[1].feed_forward.priority == "position"  # causal for top-1
+    assert lm.backbone.decoder.blocks[1].feed_forward.priority == "position"  # causal, top-1
 
 
 @pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8"])
@@ -119,11 +123,14 @@ def test_scoring_equals_cached_generation_when_nothing_is_dropped(preset):
     lm = SwitchDecoderLM.from_preset(preset, **SMALL)
     ids = np.random.default_rng(5).integers(2, VOCAB, (3, 10)).astype("int32")
     scored = np.asarray(lm({"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}))
-    sparse = [lm.decoder.blocks[i].feed_forward for i in lm.decoder.sparse_layers]
+    decoder = lm.backbone.decoder
+    sparse = [decoder.blocks[i].feed_forward for i in decoder.sparse_layers]
     assert all(float(layer.routing_stats["dropped_fraction"]) == 0 for layer in sparse)
-    cache = lm.init_cache(3, 10)
+    backbone = lm.backbone
+    cache = np.zeros((3, backbone.num_layers, 2, 10, backbone.num_heads,
+                      backbone.key_value_dim), "float32")
     for t in range(10):
-        step_logits, cache = lm.call_with_cache(ids[:, t:t + 1], cache, t)
+        step_logits, _, cache = lm.call_with_cache(ids[:, t:t + 1], cache, t)
         assert all(float(layer.routing_stats["dropped_fraction"]) == 0 for layer in sparse)
         np.testing.assert_allclose(np.asarray(step_logits)[:, 0], scored[:, t], atol=1e-4)
 
@@ -136,7 +143,7 @@ def test_classifier_shapes_and_padding():
     changed = dict(inputs, token_ids=inputs["token_ids"].copy())
     changed["token_ids"][1, -2:] = [3, 4]
     np.testing.assert_allclose(np.asarray(clf(changed)), logits, atol=1e-5)
-    assert clf.encoder.sparse_layers == [1] and not hasattr(clf, "decoder")
+    assert clf.backbone.encoder.sparse_layers == [1] and clf.backbone.decoder is None
 
 
 def test_mixed_bfloat16_forward():
@@ -144,7 +151,7 @@ def test_mixed_bfloat16_forward():
     model = SwitchTransformer.from_preset("switch_tiny_8", **SMALL)
     logits = model(_seq2seq_inputs(), training=True)
     assert logits.dtype == "float32" and np.isfinite(np.asarray(logits)).all()
-    router = model.encoder.blocks[1].feed_forward.router
+    router = model.backbone.encoder.blocks[1].feed_forward.router
     assert router.compute_dtype == "float32"
 
 
@@ -173,9 +180,9 @@ def test_routing_metrics_option_reaches_the_logs(routing_metrics):
     routing_keys = [key for key in logs if key.endswith("/dropped_fraction")]
     # One entry per sparse layer (switch_lm_tiny_8: layers 1 and 3), or none.
     assert len(routing_keys) == (2 if routing_metrics else 0), sorted(logs)
-    assert model.get_config()["routing_metrics"] is routing_metrics
-    for index in model.decoder.sparse_layers:
-        layer = model.decoder.blocks[index].feed_forward
+    assert model.backbone.get_config()["routing_metrics"] is routing_metrics
+    for index in model.backbone.decoder.sparse_layers:
+        layer = model.backbone.decoder.blocks[index].feed_forward
         assert layer.routing_metrics is routing_metrics
         assert float(layer.routing_stats["router_z_loss"]) > 0  # still recorded
 
@@ -185,53 +192,106 @@ def test_routing_metrics_option_reaches_the_logs(routing_metrics):
 def test_sparse_layers_follow_sparse_step():
     model = SwitchTransformer.from_preset(
         "switch_tiny_8", num_layers=4, num_decoder_layers=3, decoder_sparse_step=1, **SMALL)
-    assert model.encoder.sparse_layers == [1, 3]
-    assert model.decoder.sparse_layers == [0, 1, 2]
-    kinds = [type(b.feed_forward) for b in model.encoder.blocks]
+    assert model.backbone.encoder.sparse_layers == [1, 3]
+    assert model.backbone.decoder.sparse_layers == [0, 1, 2]
+    kinds = [type(b.feed_forward) for b in model.backbone.encoder.blocks]
     assert kinds == [DenseFeedForward, SwitchFeedForward] * 2
     glam = SwitchDecoderLM.from_preset("glam_tiny_8", sparse_step=2, **SMALL)
-    assert glam.decoder.sparse_layers == [1, 3]
-    assert isinstance(glam.decoder.blocks[3].feed_forward, Top2FeedForward)
-    dense = SwitchTransformer.from_preset("switch_tiny_8", num_experts=0, **SMALL)
+    assert glam.backbone.decoder.sparse_layers == [1, 3]
+    assert isinstance(glam.backbone.decoder.blocks[3].feed_forward, Top2FeedForward)
+    dense = SwitchTransformer.from_preset("switch_tiny_8", num_experts=0, **SMALL).backbone
     assert dense.encoder.sparse_layers == [] and dense.decoder.sparse_layers == []
 
 
 # Generation -----------------------------------------------------------------------------
 
-def test_seq2seq_generation_with_cache_equals_without(seq2seq):
+def _padded(token_ids, padding_mask, max_length, pad_token_id=0):
+    """Right-pads a prompt to `max_length` (mask false: positions to generate)."""
+    extra = [(0, 0), (0, max_length - token_ids.shape[1])]
+    mask = np.pad(np.asarray(padding_mask, bool), extra)
+    return np.where(mask, np.pad(token_ids, extra), pad_token_id).astype("int32"), mask
+
+
+def _lm_prompt(prompt, max_length):
+    ids, mask = _padded(prompt["token_ids"], prompt["padding_mask"], max_length)
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def _seq2seq_prompt(inputs, max_length, start=0):
+    batch = inputs["encoder_token_ids"].shape[0]
+    ids, mask = _padded(np.full((batch, 1), start, "int32"), np.ones((batch, 1), bool),
+                        max_length)
+    return dict(inputs, decoder_token_ids=ids, decoder_padding_mask=mask)
+
+
+def _greedy_lm_reference(lm, prompt, max_length):
+    """Greedy continuation by one full forward pass per new token (no cache)."""
+    ids, mask = (np.array(x) for x in _padded(prompt["token_ids"], prompt["padding_mask"],
+                                                max_length))
+    start = int(mask.sum(axis=1).min())
+    for t in range(start, max_length):
+        logits = np.asarray(lm({"token_ids": ids, "padding_mask": mask}))
+        ids[:, t] = np.where(mask[:, t], ids[:, t], logits[:, t - 1].argmax(-1))
+        mask[:, t] = True
+    return ids
+
+
+def _greedy_seq2seq_reference(model, inputs, max_length):
+    decoder_ids = np.zeros((inputs["encoder_token_ids"].shape[0], max_length), "int32")
+    for t in range(1, max_length):
+        logits = np.asarray(model(dict(inputs, decoder_token_ids=decoder_ids[:, :t],
+                                       decoder_padding_mask=np.ones_like(decoder_ids[:, :t]))))
+        decoder_ids[:, t] = logits[:, -1].argmax(-1)
+    return decoder_ids
+
+
+def test_seq2seq_cached_generation_equals_full_forward_passes(seq2seq):
     inputs = {k: v for k, v in _seq2seq_inputs().items() if k.startswith("encoder")}
-    cached = seq2seq.generate(inputs, max_length=8, stop_token_ids=None)
-    full = seq2seq.generate(inputs, max_length=8, stop_token_ids=None, use_cache=False)
+    seq2seq.compile(sampler="greedy")
+    cached = seq2seq.generate(_seq2seq_prompt(inputs, 8), stop_token_ids=None)
     ids = np.asarray(cached["decoder_token_ids"])
     assert ids.shape == (2, 8) and (ids[:, 0] == 0).all()
-    np.testing.assert_array_equal(ids, np.asarray(full["decoder_token_ids"]))
+    np.testing.assert_array_equal(ids, _greedy_seq2seq_reference(seq2seq, inputs, 8))
 
 
-def test_decoder_lm_generation_with_cache_equals_without(glam):
+def test_decoder_lm_cached_generation_equals_full_forward_passes(glam):
     prompt = _lm_inputs(length=4)
-    cached = glam.generate(prompt, max_length=9, stop_token_ids=None)
-    full = glam.generate(prompt, max_length=9, stop_token_ids=None, use_cache=False)
+    glam.compile(sampler="greedy")
+    cached = glam.generate(_lm_prompt(prompt, 9), stop_token_ids=None)
     ids = np.asarray(cached["token_ids"])
-    np.testing.assert_array_equal(ids, np.asarray(full["token_ids"]))
+    np.testing.assert_array_equal(ids, _greedy_lm_reference(glam, prompt, 9))
     np.testing.assert_array_equal(ids[0, :4], prompt["token_ids"][0])  # prompt kept
     np.testing.assert_array_equal(ids[1, :2], prompt["token_ids"][1, :2])
 
 
 def test_generation_stops_and_pads_after_stop_token(glam):
-    prompt = _lm_inputs(length=4)
-    greedy = np.asarray(glam.generate(prompt, max_length=9, stop_token_ids=None)["token_ids"])
+    prompt = _lm_prompt(_lm_inputs(length=4), 9)
+    glam.compile(sampler="greedy")
+    greedy = np.asarray(glam.generate(prompt, stop_token_ids=None)["token_ids"])
     stop = int(greedy[0, 4])  # make the first generated token of row 0 a stop token
-    out = glam.generate(prompt, max_length=9, stop_token_ids=[stop])
+    out = glam.generate(prompt, stop_token_ids=[stop])
     ids, mask = np.asarray(out["token_ids"]), np.asarray(out["padding_mask"])
     assert mask[0].tolist() == [True] * 5 + [False] * 4
-    assert (ids[0, 5:] == glam.pad_token_id).all()
+    assert (ids[0, 5:] == glam.backbone.pad_token_id).all()
 
 
 def test_generation_with_a_random_sampler(seq2seq):
-    out = seq2seq.generate(_seq2seq_inputs()["encoder_token_ids"], max_length=6,
-                           sampler="top_k")
+    inputs = {k: v for k, v in _seq2seq_inputs().items() if k.startswith("encoder")}
+    seq2seq.compile(sampler=keras_hub.samplers.TopKSampler(k=5, seed=1))
+    out = seq2seq.generate(_seq2seq_prompt(inputs, 6), stop_token_ids=None)
     ids = np.asarray(out["decoder_token_ids"])
     assert ids.shape == (2, 6) and ((ids >= 0) & (ids < VOCAB)).all()
+
+
+def test_generate_without_preprocessor_needs_stop_token_ids(glam):
+    with pytest.raises(ValueError, match="preprocessor"):
+        glam.generate(_lm_prompt(_lm_inputs(length=4), 9))
+
+
+def test_zoo_names_are_the_keras_hub_tasks():
+    assert SwitchTransformer is SwitchSeq2SeqLM
+    assert SwitchDecoderLM is SwitchCausalLM
+    assert SwitchClassifier is SwitchTextClassifier
 
 
 # Saving ---------------------------------------------------------------------------------
@@ -272,7 +332,7 @@ def test_list_presets_has_the_contract_names():
 def test_bad_preset_name_lists_valid_names(cls):
     with pytest.raises(ValueError, match="Valid preset names") as info:
         cls.from_preset("switch_base_9")
-    for name in cls.presets():
+    for name in models.list_presets():
         assert name in str(info.value)
     with pytest.raises(ValueError, match="Unknown preset"):
         models.count_params("nope")
@@ -291,7 +351,7 @@ def test_wrong_kind_and_bad_override_raise():
 def test_count_params_matches_seq2seq_and_classifier(preset):
     model = SwitchTransformer.from_preset(preset)
     assert models.count_params(preset) == model.count_params()
-    clf = SwitchClassifier.from_preset(preset, num_classes=5, tie_embeddings=False)
+    clf = SwitchClassifier.from_preset(preset, 5, tie_embeddings=False)  # positional
     assert models.count_params(preset, task="classifier", num_classes=5,
                                tie_embeddings=False) == clf.count_params()
 

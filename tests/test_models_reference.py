@@ -10,13 +10,14 @@ import math
 import numpy as np
 import pytest
 
-from tfmoe.models import SwitchTransformer
+from tfmoe.models import SwitchSeq2SeqBackbone, SwitchTransformer
 
 MIN = np.finfo(np.float32).min
 
 
 def hf_state_dict(model):
-    """tfmoe weights under Hugging Face names (PyTorch `Linear` layout `[out, in]`)."""
+    """tfmoe weights under Hugging Face names (PyTorch `Linear` layout `[out, in]`);
+    `model`: a `SwitchSeq2SeqBackbone`."""
     sd = {"shared.weight": model.token_embedding.embeddings}
     if not model.tie_embeddings:
         sd["lm_head.weight"] = np.asarray(model.token_embedding.reverse_embeddings).T
@@ -124,6 +125,7 @@ def _stack(sd, s, x, mask, heads, d_kv, sparse_layers, num_layers, enc=None, enc
 
 
 def hf_logits(model, inputs):
+    """Logits of the NumPy port; `model`: a `SwitchSeq2SeqBackbone`."""
     sd = hf_state_dict(model)
     embed = sd["shared.weight"]
     args = (model.num_heads, model.key_value_dim)
@@ -141,11 +143,11 @@ def hf_logits(model, inputs):
 @pytest.mark.parametrize("experts,tie,ignore_padding", [
     (0, True, True), (4, False, False), (4, True, True)])
 def test_logits_match_numpy_port_of_hugging_face(experts, tie, ignore_padding):
-    model = SwitchTransformer(
+    model = SwitchTransformer(SwitchSeq2SeqBackbone(
         vocabulary_size=61, hidden_dim=24, num_heads=3, key_value_dim=5, intermediate_dim=20,
         num_layers=3, num_decoder_layers=2, num_experts=experts, sparse_step=2,
         tie_embeddings=tie, dropout=0.1, eval_capacity_factor=64.0,
-        router_ignore_padding_tokens=ignore_padding)
+        router_ignore_padding_tokens=ignore_padding))
     rng = np.random.default_rng(3)
     # Long enough (150 > max_distance 128) to exercise every position bucket.
     decoder_lengths = np.array([[140], [120]])
@@ -156,8 +158,8 @@ def test_logits_match_numpy_port_of_hugging_face(experts, tie, ignore_padding):
         "decoder_padding_mask": np.arange(140)[None] < decoder_lengths,
     }
     got = np.asarray(model(inputs))
-    want = hf_logits(model, inputs)
-    assert model.decoder.sparse_layers == ([1] if experts else [])
+    want = hf_logits(model.backbone, inputs)
+    assert model.backbone.decoder.sparse_layers == ([1] if experts else [])
     if ignore_padding and experts:
         # Hugging Face routes padding tokens: only padded positions may differ.
         real = inputs["decoder_padding_mask"]

@@ -19,13 +19,15 @@ class Crash(Exception):
 
 
 def _weights(path):
-    """`{variable path below the model: array}` of the model saved in run directory `path`."""
+    """`{variable path: array}` of the model saved in run directory `path`."""
     from tfmoe.training.pretraining import build_model, make_tokenizer
 
     config = json.loads((path / "model_config.json").read_text())
     model = build_model(config["preset"], make_tokenizer(str(path / "vocab.txt")), **config["overrides"])
     model.load_weights(str(path / "model.weights.h5"))
-    return {v.path.split("/", 1)[1]: v.numpy() for v in model.weights}
+    weights = {v.path: v.numpy() for v in model.weights}
+    assert len(weights) == len(model.weights)  # every path names one variable
+    return weights
 
 
 def _crash_at_step(monkeypatch, step):

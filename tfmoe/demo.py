@@ -47,9 +47,13 @@ def answer_with_model(model, tokenizer, prompt, max_length=24):
     import numpy as np
     import tensorflow as tf
 
-    ids = tokenizer(tf.constant([prompt])).to_tensor().numpy().astype("int32")
-    out = model.generate({"token_ids": ids, "padding_mask": np.ones_like(ids, dtype=bool)},
-                         max_length=max_length, sampler="greedy")
+    ids = tokenizer(tf.constant([prompt])).to_tensor().numpy().astype("int32")[:, :max_length]
+    # Without a preprocessor, `generate` takes the prompt right-padded to `max_length`.
+    mask = np.arange(max_length)[None, :] < ids.shape[1]
+    ids = np.pad(ids, [(0, 0), (0, max_length - ids.shape[1])])
+    model.compile(sampler="greedy")
+    out = model.generate({"token_ids": ids, "padding_mask": mask},
+                         stop_token_ids=(model.backbone.eos_token_id,))
     tokens = out["token_ids"][0][: int(np.sum(out["padding_mask"][0]))]
     return tokenizer.detokenize(tf.constant(tokens)[None])[0].numpy().decode("utf-8", "replace")
 

@@ -1,7 +1,7 @@
 """CLI: `python -m tfmoe.convert --hf_dir DIR --output model.keras [--eval_capacity_factor F]`.
 
 Converts a Hugging Face `SwitchTransformersForConditionalGeneration` directory into a
-`tfmoe.models.SwitchTransformer` and saves it as a Keras file (load it with
+`tfmoe.models.SwitchTransformer` (`SwitchSeq2SeqLM`) and saves it as a Keras file (load it with
 `keras.saving.load_model` after `import tfmoe`).
 """
 

@@ -2,8 +2,8 @@
 
 `from_hf_switch(path)` reads `config.json` and the safetensors weights (NumPy only, no
 torch) of a directory written by `save_pretrained` and returns a `SwitchTransformer`
-with the same logits. The weight-name mapping is the one documented on
-`tfmoe.models.SwitchTransformer`.
+(`SwitchSeq2SeqLM`, no preprocessor) with the same logits. The weight-name mapping is
+documented on `hf_weight_plan`.
 
 Behaviour differences handled here:
   - Capacity: Hugging Face's `expert_capacity` is an absolute number of tokens per
@@ -49,12 +49,13 @@ def from_hf_switch(path, **overrides):
       path: directory written by `SwitchTransformersForConditionalGeneration
         .save_pretrained`: `config.json` plus `model.safetensors` or sharded
         `model-*.safetensors` with `model.safetensors.index.json`.
-      **overrides: `SwitchTransformer` arguments replacing the converted ones
+      **overrides: `SwitchSeq2SeqBackbone` arguments replacing the converted ones
         (e.g. `eval_capacity_factor`, `dropout`, `dtype`,
         `router_ignore_padding_tokens=True`).
 
     Returns:
-      A built `tfmoe.models.SwitchTransformer` holding the checkpoint's weights.
+      A `tfmoe.models.SwitchTransformer` (`SwitchSeq2SeqLM` without preprocessor)
+      holding the checkpoint's weights.
 
     Raises:
       ValueError: unsupported config field (naming it), unknown override, a config
@@ -67,14 +68,14 @@ def from_hf_switch(path, **overrides):
     kwargs = switch_transformer_arguments(read_hf_config(path))
     # The files are checked before TensorFlow is imported: a bad directory fails fast.
     checkpoint = SafetensorsCheckpoint(path)
-    from tfmoe.models import SwitchTransformer
+    from tfmoe.models import SwitchSeq2SeqBackbone, SwitchTransformer
 
-    unknown = sorted(set(overrides) - SwitchTransformer.accepted_arguments()
-                     - {"name", "dtype", "trainable"})
+    unknown = sorted(set(overrides) - SwitchSeq2SeqBackbone.accepted_arguments()
+                     - {"layout"})
     if unknown:
-        raise ValueError(f"Unknown override(s) {unknown} for SwitchTransformer.")
+        raise ValueError(f"Unknown override(s) {unknown} for SwitchSeq2SeqBackbone.")
     kwargs.update(overrides)
-    model = SwitchTransformer(**kwargs)
+    model = SwitchTransformer(SwitchSeq2SeqBackbone(**kwargs))
     load_hf_weights(model, checkpoint)
     return model
 
@@ -110,7 +111,7 @@ def _read_json_object(path):
 
 
 def switch_transformer_arguments(config):
-    """Maps a Hugging Face Switch Transformers config dict to `SwitchTransformer` arguments.
+    """Maps a Hugging Face Switch Transformers config dict to `SwitchSeq2SeqBackbone` arguments.
 
     Sparse layers follow Hugging Face: `encoder_sparse_step` / `decoder_sparse_step`
     when the config stores them, else `num_layers // num_sparse_encoder_layers`
@@ -185,6 +186,31 @@ def _sparse_step(config, stack, num_layers):
 def hf_weight_plan(model):
     """Yields `(variable, hf_names, convert)` for every weight of a `SwitchTransformer`.
 
+    Weight paths, `tfmoe` <- Hugging Face (kernels are `[in, out]`: transpose the
+    PyTorch `Linear.weight`; `{s}` is `encoder` or `decoder`, `{i}` the layer, `{f}`
+    the feed-forward sublayer, 1 in the encoder and 2 in the decoder):
+      backbone/token_embedding/embeddings          <- shared.weight
+      backbone/token_embedding/reverse_embeddings  <- lm_head.weight.T (untied only)
+      backbone/{s}/relative_position_bias/embeddings <- {s}.block.0.layer.0.SelfAttention
+                                                      .relative_attention_bias.weight
+      backbone/{s}/block_{i}/self_attention_layer_norm/scale <- {s}.block.{i}.layer.0
+                                                      .layer_norm.weight
+      backbone/{s}/block_{i}/self_attention/{q,k,v,o} <- {s}.block.{i}.layer.0
+                                                      .SelfAttention.{q,k,v,o}.weight.T
+      backbone/decoder/block_{i}/cross_attention_layer_norm/scale <- decoder.block.{i}
+                                                      .layer.1.layer_norm.weight
+      backbone/decoder/block_{i}/cross_attention/{q,k,v,o} <- decoder.block.{i}.layer.1
+                                                      .EncDecAttention.{q,k,v,o}.weight.T
+      backbone/{s}/block_{i}/feed_forward_layer_norm/scale <- {s}.block.{i}.layer.{f}
+                                                      .layer_norm.weight
+      dense:  .../feed_forward/{wi,wo}             <- ....layer.{f}.mlp.{wi,wo}.weight.T
+      sparse: .../feed_forward/router/kernel       <- ....mlp.router.classifier.weight.T
+              .../feed_forward/experts/wi[j]       <- ....mlp.experts.expert_{j}.wi.weight
+                                                      (tfmoe stores it [out, in])
+              .../feed_forward/experts/wo[j]       <- ....mlp.experts.expert_{j}.wo.weight.T
+      backbone/{s}/final_layer_norm/scale          <- {s}.final_layer_norm.weight
+    (gated models: `wi_0`, `wi_1` instead of `wi`.)
+
     `convert` maps the list of Hugging Face arrays named by `hf_names` (PyTorch layout,
     `Linear.weight` is `[out, in]`) to the variable's value: `_copy` (embeddings,
     norm scales, relative bias `[buckets, heads]`), `_linear` (transpose to the Keras
@@ -192,10 +218,11 @@ def hf_weight_plan(model):
     tfmoe's expert `wi` layout) or `_stack_transposed_experts` (E expert `wo` matrices
     -> `[E, in, out]`).
     """
-    yield model.token_embedding.embeddings, ["shared.weight"], _copy
-    if not model.tie_embeddings:
-        yield model.token_embedding.reverse_embeddings, ["lm_head.weight"], _linear
-    for s, stack in (("encoder", model.encoder), ("decoder", model.decoder)):
+    backbone = model.backbone
+    yield backbone.token_embedding.embeddings, ["shared.weight"], _copy
+    if not backbone.tie_embeddings:
+        yield backbone.token_embedding.reverse_embeddings, ["lm_head.weight"], _linear
+    for s, stack in (("encoder", backbone.encoder), ("decoder", backbone.decoder)):
         yield (stack.relative_position_bias.embeddings,
                [f"{s}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], _copy)
         yield stack.final_layer_norm.scale, [f"{s}.final_layer_norm.weight"], _copy
@@ -241,7 +268,7 @@ def load_hf_weights(model, checkpoint):
     """
     plan = list(hf_weight_plan(model))
     needed = [name for _, names, _ in plan for name in names]
-    ignored = set(STACK_EMBEDDINGS) | ({"lm_head.weight"} if model.tie_embeddings else set())
+    ignored = set(STACK_EMBEDDINGS) | ({"lm_head.weight"} if model.backbone.tie_embeddings else set())
     available = set(checkpoint.keys())
     missing = sorted(set(needed) - available)
     unmapped = sorted(available - set(needed) - ignored)
@@ -278,9 +305,9 @@ def _num_experts_hint(model, checkpoint_names):
     """`": num_experts=N but the checkpoint has M experts"` when they differ, else `""`."""
     experts = {int(m.group(1)) for name in checkpoint_names
                if (m := re.search(r"\.mlp\.experts\.expert_(\d+)\.", name))}
-    if not experts or max(experts) + 1 == model.num_experts:
+    if not experts or max(experts) + 1 == model.backbone.num_experts:
         return ""
-    return f": num_experts={model.num_experts} but the checkpoint has {max(experts) + 1} experts"
+    return f": num_experts={model.backbone.num_experts} but the checkpoint has {max(experts) + 1} experts"
 
 
 def _check_stack_embeddings(checkpoint):

@@ -12,6 +12,7 @@ writes the per-chunk work (`[rows]` strings in, `{name: [rows, ...]}` out) and
 `_in_chunks` turns it into the signature.
 """
 
+import keras_hub
 import tensorflow as tf
 
 from tfmoe.export import limits, scoring, text_inputs
@@ -29,8 +30,8 @@ def model_kind(model):
         if isinstance(model, cls):
             return kind
     raise ValueError(
-        f"`model` must be a tfmoe SwitchClassifier, SwitchDecoderLM or SwitchTransformer, "
-        f"got {type(model).__name__}.")
+        f"`model` must be a tfmoe SwitchClassifier, SwitchDecoderLM or SwitchTransformer "
+        f"(SwitchTextClassifier, SwitchCausalLM or SwitchSeq2SeqLM), got {type(model).__name__}.")
 
 
 def build_signatures(model, tokenizer, options):
@@ -46,7 +47,7 @@ class _Text:
     def __init__(self, model, tokenizer, options):
         self.tokenizer = tokenizer
         self.options = options
-        self.pad = model.pad_token_id
+        self.pad = model.backbone.pad_token_id
         self.eos = options.eos_token_id
 
     def ids(self, text):
@@ -81,7 +82,9 @@ def _in_chunks(fn, options):
 def _encoder_embedding(model):
     """`(ids, mask) -> mean-pooled encoder states float32 [batch, hidden]`."""
     def embed(ids, mask):
-        hidden = model.encoder(model.token_embedding(ids), padding_mask=mask, training=False)
+        backbone = model.backbone
+        hidden = backbone.encoder(backbone.token_embedding(ids), padding_mask=mask,
+                                  training=False)
         return scoring.masked_mean(hidden, mask)
     return embed
 
@@ -145,6 +148,8 @@ def _causal_lm(model, tokenizer, options):
     of `tfmoe.data.causal_lm`); prompts keep their last tokens when truncated."""
     text_rules = _Text(model, tokenizer, options)
     eos, length, new = options.eos_token_id, options.sequence_length, options.max_new_tokens
+    pad = text_rules.pad
+    sampler = keras_hub.samplers.GreedySampler()
 
     def log_likelihood(ids, mask):
         """Packed `[batch, length + 1]` texts -> log-likelihood of ids `1:` given `:-1`."""
@@ -156,8 +161,11 @@ def _causal_lm(model, tokenizer, options):
 
     def generate_ids(text):
         ids, mask, lengths = text_rules.pack(text, prefix=(eos,), keep="last")
-        out = model.generate({"token_ids": ids, "padding_mask": mask}, max_length=length + new,
-                             sampler="greedy", stop_token_ids=(eos,))["token_ids"]
+        # The prompt, right-padded with `new` free positions (mask false: generated).
+        ids = tf.pad(ids, [[0, 0], [0, new]], constant_values=pad)
+        mask = tf.pad(mask, [[0, 0], [0, new]], constant_values=False)
+        out = model.generate_step({"token_ids": ids, "padding_mask": mask},
+                                  stop_token_ids=(eos,), sampler=sampler)["token_ids"]
         positions = lengths[:, None] + tf.range(new, dtype=tf.int32)[None, :]
         return tf.gather(out, positions, batch_dims=1)
 
@@ -173,10 +181,11 @@ def _causal_lm(model, tokenizer, options):
 
 def _seq2seq(model, tokenizer, options):
     """Encoder inputs are `text + [eos]` (as in `tfmoe.data.span_corruption`); the
-    decoder starts from `model.decoder_start_token_id`."""
+    decoder starts from the backbone's `decoder_start_token_id`."""
     text_rules = _Text(model, tokenizer, options)
     eos, new = options.eos_token_id, options.max_new_tokens
-    start = model.decoder_start_token_id
+    start = model.backbone.decoder_start_token_id
+    sampler = keras_hub.samplers.GreedySampler()
     embed_fn = _compiled(_encoder_embedding(model), options)
 
     def log_likelihood(source_ids, source_mask, target_ids, target_mask):
@@ -191,9 +200,15 @@ def _seq2seq(model, tokenizer, options):
 
     def generate_ids(text):
         ids, mask, _ = text_rules.pack(text, suffix=(eos,))
-        out = model.generate({"encoder_token_ids": ids, "encoder_padding_mask": mask},
-                             max_length=new + 1, sampler="greedy",
-                             stop_token_ids=(eos,))["decoder_token_ids"]
+        # Decoder prompt: the start token, then `new` positions to generate.
+        rows = tf.shape(ids)[0]
+        decoder_ids = tf.concat([tf.fill([rows, 1], tf.cast(start, tf.int32)),
+                                 tf.fill([rows, new], tf.cast(text_rules.pad, tf.int32))], 1)
+        decoder_mask = tf.range(new + 1)[None, :] < tf.ones([rows, 1], tf.int32)
+        out = model.generate_step(
+            {"encoder_token_ids": ids, "encoder_padding_mask": mask,
+             "decoder_token_ids": decoder_ids, "decoder_padding_mask": decoder_mask},
+            stop_token_ids=(eos,), sampler=sampler)["decoder_token_ids"]
         return out[:, 1:]
 
     def score(text, target):

@@ -63,6 +63,12 @@ def _is_moe_layer(layer):
     return isinstance(layer, MoeFeedForward)
 
 
+def _vocabulary_size(model):
+    """The `vocabulary_size` of a keras-hub task's backbone (or of the model), or None."""
+    backbone = getattr(model, "backbone", None)
+    return getattr(backbone if backbone is not None else model, "vocabulary_size", None)
+
+
 def _check_model(name, model):
     if not isinstance(model, keras.Model):
         raise ValueError(f"`{name}` must be a keras.Model, got {type(model).__name__}.")
@@ -160,8 +166,8 @@ class Distiller(DistributedBuildMixin, keras.Model):
             raise ValueError(f"`temperature` must be a finite number > 0, got {temperature}.")
         if soft_loss not in SOFT_LOSSES:
             raise ValueError(f"`soft_loss` must be one of {SOFT_LOSSES}, got {soft_loss!r}.")
-        teacher_vocab = getattr(teacher, "vocabulary_size", None)
-        student_vocab = getattr(student, "vocabulary_size", None)
+        teacher_vocab = _vocabulary_size(teacher)
+        student_vocab = _vocabulary_size(student)
         if teacher_vocab is not None and student_vocab is not None and \
                 int(teacher_vocab) != int(student_vocab):
             raise ValueError(
@@ -321,24 +327,31 @@ class Distiller(DistributedBuildMixin, keras.Model):
 # Student initialisation ------------------------------------------------------------
 
 
-def _named_weights(layer, prefix="", moe_key=None, out=None):
+def _named_weights(layer, prefix="", moe_key=None, out=None, seen=None):
     """`[(key, variable, moe_key)]` of `layer`'s weights, keys relative to `layer`.
 
-    Keys join the sublayer names (`decoder/block_1/self_attention/q`), so two models of
-    the same architecture get the same keys whatever their own names. `moe_key` is the
-    key of the enclosing MoE layer (None outside one).
+    Keys join the sublayer names (`backbone/decoder/block_1/self_attention/q`; a
+    keras-hub task's backbone is `backbone` whatever its own name), so two models of
+    the same architecture get the same keys whatever their own names. A variable
+    shared by several sublayers (the token embedding a task also uses for its logits)
+    is listed once, under its first key. `moe_key` is the key of the enclosing MoE
+    layer (None outside one).
     """
     out = [] if out is None else out
+    seen = set() if seen is None else seen
     children = list(layer._flatten_layers(include_self=False, recursive=False))
     in_children = {id(v) for child in children for v in child.weights}
     for variable in layer.weights:
-        if id(variable) in in_children or "seed_generator" in variable.name:
+        if (id(variable) in in_children or id(variable) in seen
+                or "seed_generator" in variable.name):
             continue
+        seen.add(id(variable))
         out.append((f"{prefix}{variable.name}", variable, moe_key))
     for child in children:
-        key = f"{prefix}{child.name}"
+        name = "backbone" if child is getattr(layer, "backbone", None) else child.name
+        key = f"{prefix}{name}"
         child_moe = moe_key if moe_key is not None else (key if _is_moe_layer(child) else None)
-        _named_weights(child, key + "/", child_moe, out)
+        _named_weights(child, key + "/", child_moe, out, seen)
     return out
 
 
@@ -350,13 +363,14 @@ def init_student_from_teacher(student, teacher, expert_init="none", strict=True)
     """Copies every non-expert weight of `teacher` into `student` (values, in place).
 
     Weights are matched by their position in the model (sublayer names relative to
-    the model, e.g. `decoder/block_0/self_attention/q`), so a dense `SwitchDecoderLM`
+    the model, e.g. `backbone/decoder/block_0/self_attention/q`), so a dense `SwitchDecoderLM`
     / `SwitchTransformer` student of the teacher's shape receives the token embedding
     (and untied output projection), relative position biases, attention and
     cross-attention projections, every layer norm, and the dense feed-forward networks
     of the layers that are dense in the teacher. Expert weights (routers and experts)
     are never copied. At the teacher's sparse positions the student's feed-forward
-    network (same key, e.g. `decoder/block_1/decoder_block_1_feed_forward/wi_0`) is:
+    network (same key, e.g. `backbone/decoder/block_1/decoder_block_1_feed_forward/wi_0`)
+    is:
 
     - `expert_init="none"` (default, the paper: "initializing the dense model with
       the non-expert weights"): left as initialised;

@@ -1,50 +1,59 @@
 """Exact analytic parameter counts of the presets (no weights are allocated).
 
 `count_params(name)` equals `model.count_params()` of the preset's model
-(`SwitchTransformer` for seq2seq presets, `SwitchDecoderLM` for causal-LM presets, or
-`SwitchClassifier` with `task="classifier"`). `count_active_params(name)` counts the
+(`SwitchSeq2SeqLM` for seq2seq presets, `SwitchCausalLM` for causal-LM presets, or
+`SwitchTextClassifier` with `task="classifier"`). `count_active_params(name)` counts the
 parameters one token uses: everything except the experts it is not routed to (k = 1
 for top-1, 2 for top-2 routing); embeddings included.
 """
-
-import inspect
 
 from tfmoe.layers.feed_forward_factory import is_sparse_layer
 from tfmoe.models import presets as preset_registry
 
 TASKS = ("default", "classifier")
+# The `tfmoe.models` names of the task of each backbone layout (the preset table's
+# "model" column).
+ZOO_NAMES = {"encoder_decoder": "SwitchTransformer", "decoder_only": "SwitchDecoderLM",
+             "encoder_only": "SwitchClassifier"}
 
 
 def _model_class(kind, task):
-    from tfmoe.models.switch_classifier import SwitchClassifier
-    from tfmoe.models.switch_decoder_lm import SwitchDecoderLM
-    from tfmoe.models.switch_transformer import SwitchTransformer
+    from tfmoe.models.switch_causal_lm import SwitchCausalLM
+    from tfmoe.models.switch_seq2seq_lm import SwitchSeq2SeqLM
+    from tfmoe.models.switch_text_classifier import SwitchTextClassifier
 
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
     if task == "classifier":
         if kind != preset_registry.SEQ2SEQ:
             raise ValueError("`task='classifier'` needs a seq2seq preset.")
-        return SwitchClassifier
-    return SwitchTransformer if kind == preset_registry.SEQ2SEQ else SwitchDecoderLM
+        return SwitchTextClassifier
+    return SwitchSeq2SeqLM if kind == preset_registry.SEQ2SEQ else SwitchCausalLM
 
 
 def resolved_config(name, task="default", **overrides):
-    """The model class and its full arguments (class defaults, preset, overrides)."""
+    """The task class and its backbone's full arguments (defaults, preset, overrides).
+
+    With `task="classifier"`, `overrides` must hold `num_classes` (kept in the result);
+    the other overrides are backbone arguments, as for `from_preset`.
+    """
     from tfmoe.models.switch_architecture import SwitchArchitecture
-    from tfmoe.models.switch_model import SwitchModel
+    from tfmoe.models.switch_backbone import SwitchBackbone
 
     kind = preset_registry.get_preset(name)["kind"]
     cls = _model_class(kind, task)
-    defaults = SwitchArchitecture.argument_defaults()
-    for klass in reversed(cls.__mro__):
-        if isinstance(klass, type) and issubclass(klass, SwitchModel):
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.default is not p.empty:
-                    defaults[p.name] = p.default
-    config = {**defaults, **cls.preset_config(name, **overrides)}
-    if task == "classifier" and "num_classes" not in config:
-        raise ValueError("`task='classifier'` needs `num_classes`.")
+    num_classes = overrides.pop("num_classes", None)
+    if task == "classifier":
+        if num_classes is None:
+            raise ValueError("`task='classifier'` needs `num_classes`.")
+        overrides["layout"] = "encoder_only"
+    elif num_classes is not None:
+        raise ValueError("`num_classes` needs `task='classifier'`.")
+    config = {**SwitchArchitecture.argument_defaults(), "num_decoder_layers": None,
+              "decoder_sparse_step": None,
+              **SwitchBackbone.builtin_preset_config(name, **overrides)}
+    if num_classes is not None:
+        config["num_classes"] = int(num_classes)
     if config.get("key_value_dim") is None:
         config["key_value_dim"] = config["hidden_dim"] // config["num_heads"]
     return cls, config
@@ -70,17 +79,18 @@ def _stack_params(config, num_layers, sparse_step, cross_attention, active):
 def _count(name, active, task, overrides):
     cls, c = resolved_config(name, task, **overrides)
     d, vocab = c["hidden_dim"], c["vocabulary_size"]
-    untied_output = cls.has_output_projection and not c["tie_embeddings"]
+    # The classifier's encoder-only backbone has no output projection.
+    untied_output = c["layout"] != "encoder_only" and not c["tie_embeddings"]
     total = vocab * d * (2 if untied_output else 1)
     total += _stack_params(c, c["num_layers"], c["sparse_step"],
                            cross_attention=False, active=active)
-    if cls.__name__ == "SwitchTransformer":
+    if c["layout"] == "encoder_decoder":
         decoder_layers = (c["num_layers"] if c["num_decoder_layers"] is None
                           else c["num_decoder_layers"])
         step = (c["sparse_step"] if c["decoder_sparse_step"] is None
                 else c["decoder_sparse_step"])
         total += _stack_params(c, decoder_layers, step, cross_attention=True, active=active)
-    elif cls.__name__ == "SwitchClassifier":
+    elif "num_classes" in c:
         total += d * c["num_classes"] + c["num_classes"]
     return total
 
@@ -90,7 +100,7 @@ def count_params(name, task="default", **overrides):
 
     Args:
       name: preset name (`list_presets()`).
-      task: "default" (the preset's model) or "classifier" (`SwitchClassifier`, then
+      task: "default" (the preset's model) or "classifier" (`SwitchTextClassifier`, then
         pass `num_classes`).
       **overrides: constructor overrides, as for `from_preset`.
     """
@@ -117,7 +127,7 @@ def preset_table():
     for name in preset_registry.list_presets():
         cls, c = resolved_config(name)
         layers = str(c["num_layers"])
-        if cls.__name__ == "SwitchTransformer":
+        if c["layout"] == "encoder_decoder":
             decoder = c["num_layers"] if c["num_decoder_layers"] is None else c[
                 "num_decoder_layers"]
             layers = f"{c['num_layers']}+{decoder}"
@@ -126,7 +136,7 @@ def preset_table():
                    if c["num_experts"] else "dense")
         total, active = count_params(name), count_active_params(name)
         rows.append(
-            f"| `{name}` | {cls.__name__} | {layers} | {c['hidden_dim']} | {c['num_heads']} "
+            f"| `{name}` | {ZOO_NAMES[c['layout']]} | {layers} | {c['hidden_dim']} | {c['num_heads']} "
             f"| {ffn} | {experts} | {total:,} ({_human(total)}) "
             f"| {active:,} ({_human(active)}) |")
     return "\n".join(rows)

@@ -1,8 +1,9 @@
 """Preset registry: architecture configs of the released Switch checkpoints, GLaM-style
 decoders and tiny CPU models.
 
-Each preset has a `kind`: `"seq2seq"` presets build `SwitchTransformer` (and, encoder
-only, `SwitchClassifier`); `"causal_lm"` presets build `SwitchDecoderLM`.
+Each preset has a `kind`: `"seq2seq"` presets build `SwitchTransformer` (=
+`SwitchSeq2SeqLM`; and, encoder only, `SwitchClassifier` = `SwitchTextClassifier`);
+`"causal_lm"` presets build `SwitchDecoderLM` (= `SwitchCausalLM`).
 
 Sources: Switch dimensions follow the released T5X "switch_classic" configs that the
 Hugging Face `google/switch-*` checkpoints were converted from (flaxformer

@@ -3,9 +3,9 @@
 `SwitchArchitecture` is the one place where the arguments of the model zoo (sizes,
 MoE options, special ids) have their defaults, are checked and normalised, and
 turn into layers (`ReversibleEmbedding` token embedding, `TransformerStack`s,
-tied-embedding logits). Both the subclassed `SwitchModel` family and the functional
-keras-hub family (`SwitchBackbone` and its tasks) build from it, so the two take
-the same arguments and hold the same layers.
+tied-embedding logits). `SwitchBackbone` builds its layers from it and its tasks
+(`SwitchCausalLM`, `SwitchSeq2SeqLM`, `SwitchTextClassifier`) their output
+projection.
 """
 
 import inspect

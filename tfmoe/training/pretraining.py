@@ -15,6 +15,10 @@ Output directory layout:
   and so is a second process while the first one runs (`.lock`).
 - `checkpoints/best.weights.h5`: best validation loss so far.
 - `model.weights.h5`, `model_config.json`, `vocab.txt`: the final model and its tokenizer.
+- `preset/`: the same model and tokenizer as a keras-hub preset directory
+  (`tfmoe.models.save_task_preset`; load it with `tfmoe.models.load_task_preset`, or
+  `experiments/finetune.py --init_from=OUTPUT_DIR/preset` / `experiments/export.py
+  --preset=OUTPUT_DIR/preset`).
 - `logs/`: TensorBoard (losses, perplexity, per-layer `dropped_fraction`,
   `expert_load_max`, `router_z_loss`; per-expert loads, histograms and heatmap
   under `logs/routing`).
@@ -201,8 +205,9 @@ def run_pretraining(config: PretrainConfig) -> dict:
 
 
 # Keys of model_config.json that may change between a run and its resume.
+# (The model's and its backbone's names are Keras' per-process automatic names.)
 RESUMABLE_CHANGES = ("pretrain_config.verbose", "pretrain_config.output_dir", "pretrain_config.jit_compile",
-                     "config.name")
+                     "config.name", "config.backbone.config.name")
 
 
 def _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, validation_steps):
@@ -242,6 +247,11 @@ def _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, 
               validation_data=validation, validation_steps=validation_steps, callbacks=callbacks,
               verbose=config.verbose)
     backup.save_weights_atomic(model, os.path.join(out, "model.weights.h5"))
+    from tfmoe.models import save_task_preset
+
+    preset_dir = os.path.join(out, "preset")
+    shutil.rmtree(preset_dir, ignore_errors=True)
+    save_task_preset(model, preset_dir, config.vocabulary, config.sequence_length)
 
     records = monitor.records()
     last = records[-1] if records else {}

@@ -37,10 +37,9 @@ def is_builtin_preset(preset):
 class SwitchBackbone(keras_hub.models.Backbone):
     """Switch Transformer / GLaM backbone: token embedding and transformer stacks.
 
-    The layers of `SwitchDecoderLM` / `SwitchTransformer` / `SwitchClassifier` (same
-    arguments, same layer and weight names, built by `SwitchArchitecture`) in a
-    functional keras-hub `Backbone`; the tasks (`SwitchCausalLM`, ...) add the output
-    projection. MoE auxiliary losses reach `model.losses` (and `fit`) through the
+    The layers of every tfmoe model (built by `SwitchArchitecture`) in a functional
+    keras-hub `Backbone`; the tasks (`SwitchCausalLM`, ...) add the output
+    projection or head. MoE auxiliary losses reach `model.losses` (and `fit`) through the
     MoE layers' `add_loss`, routing metrics through their `RoutingMetrics`.
 
     Args:

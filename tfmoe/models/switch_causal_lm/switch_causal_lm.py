@@ -4,6 +4,8 @@ import keras
 import keras_hub
 from keras import ops
 
+from tfmoe.distribute.keras_fixes import DistributedBuildMixin
+
 from tfmoe.models import generation
 from tfmoe.models import presets as preset_registry
 from tfmoe.models.switch_backbone import SwitchBackbone
@@ -14,14 +16,14 @@ from tfmoe.models.switch_tokenizer import SwitchTokenizer
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
-class SwitchCausalLM(keras_hub.models.CausalLM):
+class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
     """Decoder-only LM with sparse (GLaM top-2 / Switch top-1) layers, keras-hub style.
 
     `SwitchBackbone(layout="decoder_only")` -> output projection: with tied embeddings
     the hidden states are scaled by `hidden_dim ** -0.5` and multiplied by the
     embedding matrix (T5 v1.0), otherwise by the backbone's untied output matrix;
-    logits are float32. The same computation, layers and weight names as
-    `SwitchDecoderLM`.
+    logits are float32. `tfmoe.models.SwitchDecoderLM` is this class. `fit` works under
+    `tf.distribute` strategies with dict / bool inputs (`DistributedBuildMixin`).
 
     `generate("text")` / `generate(["a", "b"])` return strings (keras-hub's
     `CausalLM.generate`: preprocessing, the `compile(sampler=...)` sampler loop over a
@@ -89,13 +91,15 @@ class SwitchCausalLM(keras_hub.models.CausalLM):
         _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0, padding_mask)
         return hidden_states, cache
 
-    def generate_step(self, inputs, stop_token_ids=None):
+    def generate_step(self, inputs, stop_token_ids=None, sampler=None):
         """One batch of generation (keras-hub's compilable inner function).
 
         Args:
           inputs: `{"token_ids", "padding_mask"}` `[batch, max_length]`, prompts
             right-padded (mask false where tokens are to be generated).
           stop_token_ids: ids that end a sequence, or None.
+          sampler: a `keras_hub.samplers.Sampler` for this call (e.g. the greedy one
+            of `tfmoe.export`); None: the one of `compile(sampler=...)`.
 
         Returns:
           `{"token_ids", "padding_mask"}`: the sampled ids (pad id after a stop token)
@@ -112,7 +116,8 @@ class SwitchCausalLM(keras_hub.models.CausalLM):
             logits, hidden_states, cache = self.call_with_cache(token, cache, index - 1)
             return logits[:, 0], hidden_states[:, 0], cache
 
-        token_ids = self.sampler(
+        sampler = self.sampler if sampler is None else sampler
+        token_ids = sampler(
             next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
             stop_token_ids=stop_token_ids, hidden_states=hidden_states, model=self)
         stop = None if stop_token_ids is None else tuple(int(i) for i in stop_token_ids)

@@ -4,6 +4,8 @@ import keras
 import keras_hub
 from keras import ops
 
+from tfmoe.distribute.keras_fixes import DistributedBuildMixin
+
 from tfmoe.models import generation
 from tfmoe.models import presets as preset_registry
 from tfmoe.models.switch_backbone import SwitchBackbone, SwitchSeq2SeqBackbone
@@ -14,13 +16,13 @@ from tfmoe.models.switch_tokenizer import SwitchTokenizer
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
-class SwitchSeq2SeqLM(keras_hub.models.Seq2SeqLM):
+class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
     """Switch Transformer / T5 v1.0 text-to-text model, keras-hub style.
 
     `SwitchSeq2SeqBackbone` -> decoder hidden states -> output projection (tied:
     `hidden_dim ** -0.5` scaling and the embedding matrix; untied: the output matrix)
-    -> float32 logits: the computation, layers and weight names of
-    `SwitchTransformer`.
+    -> float32 logits. `tfmoe.models.SwitchTransformer` is this class. `fit` works
+    under `tf.distribute` strategies with dict / bool inputs (`DistributedBuildMixin`).
 
     `generate("source text")` / `generate([...])` return the decoded target text
     (keras-hub's loop: the encoder runs once, the decoder token by token over a
@@ -86,7 +88,7 @@ class SwitchSeq2SeqLM(keras_hub.models.Seq2SeqLM):
         logits = backbone.architecture.logits(backbone.token_embedding, hidden_states)
         return logits, hidden_states, cache
 
-    def generate_step(self, inputs, stop_token_ids=None):
+    def generate_step(self, inputs, stop_token_ids=None, sampler=None):
         """One batch of generation (keras-hub's compilable inner function).
 
         Args:
@@ -94,6 +96,8 @@ class SwitchSeq2SeqLM(keras_hub.models.Seq2SeqLM):
             prompt `{"decoder_token_ids", "decoder_padding_mask"}` `[batch,
             max_length]`, right-padded (mask false where tokens are to be generated).
           stop_token_ids: ids that end a sequence, or None.
+          sampler: a `keras_hub.samplers.Sampler` for this call (e.g. the greedy one
+            of `tfmoe.export`); None: the one of `compile(sampler=...)`.
 
         Returns:
           `{"decoder_token_ids", "decoder_padding_mask"}` (pad id after a stop token).
@@ -119,7 +123,8 @@ class SwitchSeq2SeqLM(keras_hub.models.Seq2SeqLM):
                 token, cache, index - 1, cross_cache, encoder_mask)
             return logits[:, 0], hidden_states[:, 0], cache
 
-        token_ids = self.sampler(
+        sampler = self.sampler if sampler is None else sampler
+        token_ids = sampler(
             next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
             stop_token_ids=stop_token_ids, hidden_states=hidden_states, model=self)
         stop = None if stop_token_ids is None else tuple(int(i) for i in stop_token_ids)

@@ -4,6 +4,8 @@ import keras
 import keras_hub
 from keras import ops
 
+from tfmoe.distribute.keras_fixes import DistributedBuildMixin
+
 from tfmoe.models import presets as preset_registry
 from tfmoe.models.switch_backbone import SwitchBackbone
 from tfmoe.models.switch_backbone.switch_backbone import ENCODER_ONLY, is_builtin_preset
@@ -15,12 +17,13 @@ POOLINGS = ("mean", "first")
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
-class SwitchTextClassifier(keras_hub.models.TextClassifier):
+class SwitchTextClassifier(DistributedBuildMixin, keras_hub.models.TextClassifier):
     """Sequence classifier on a Switch encoder, keras-hub style.
 
     `SwitchBackbone(layout="encoder_only")` -> pooling over real tokens -> dropout ->
-    dense head (with bias) -> float32 logits: the computation, layers and weight
-    names of `SwitchClassifier`.
+    dense head (with bias) -> float32 logits. `tfmoe.models.SwitchClassifier` is this
+    class. `fit` works under `tf.distribute` strategies with dict / bool inputs
+    (`DistributedBuildMixin`).
 
     Args:
       backbone: an encoder-only `SwitchBackbone`.
@@ -92,18 +95,21 @@ class SwitchTextClassifier(keras_hub.models.TextClassifier):
         return config
 
     @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
+    def from_preset(cls, preset, num_classes=None, load_weights=True, **kwargs):
         """A classifier from a seq2seq tfmoe preset name or a keras-hub preset directory.
 
         Args:
           preset: a `"seq2seq"` registry name (its encoder, random weights; needs
             `num_classes` or `label_names`) or a directory written by `save_to_preset`
             (a `num_classes` argument there starts a new, random head, as in keras-hub).
+          num_classes: number of classes (may be passed positionally).
           load_weights: load a saved preset's weights.
-          **kwargs: for a registry name: `num_classes`, `label_names`, `pooling`,
-            `dropout`, `activation`, `preprocessor` or `vocabulary` (+
-            `sequence_length`), `compile`, and backbone argument overrides.
+          **kwargs: for a registry name: `label_names`, `pooling`, `dropout`,
+            `activation`, `preprocessor` or `vocabulary` (+ `sequence_length`),
+            `compile`, and backbone argument overrides.
         """
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
         if not is_builtin_preset(preset):
             if "num_classes" in kwargs:
                 # A new head: the saved label names belong to the old one.
