@@ -159,30 +159,6 @@ def test_non_finite_weights_stop_training_at_the_epoch_end():
 FINETUNE = os.path.join(REPO, "experiments", "finetune.py")
 
 
-def test_finetune_on_a_tsv_with_expert_dropout(tmp_path):
-    rows = ["text\tlabel"] + [f"the {w} runs fast\tverb" if i % 2 else f"a small {w}\tnoun"
-                              for i, w in enumerate(["cat", "dog", "hacker", "file", "bug", "kludge"] * 8)]
-    task = tmp_path / "task.tsv"
-    task.write_text("\n".join(rows) + "\n")
-    out = tmp_path / "ft"
-    result = subprocess.run(
-        [sys.executable, FINETUNE, f"--task={task}", "--steps=2", "--batch_size=4", "--sequence_length=16",
-         "--expert_dropout=0.4", "--verbose=2", "--strategy=cpu", f"--output_dir={out}"],
-        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
-    assert results["step"] == 2 and results["num_classes"] == 2
-    assert 0.0 <= results["validation"]["accuracy"] <= 1.0
-    assert "validation: accuracy" in result.stdout
-    # The classifier, its tokenizer and label names as a keras-hub preset.
-    from tfmoe.models import SwitchClassifier, load_task_preset
-
-    classifier = load_task_preset(str(out / "preset"))
-    assert isinstance(classifier, SwitchClassifier)
-    assert sorted(classifier.label_names) == ["noun", "verb"]
-    assert classifier.preprocessor.sequence_length == 16
-
-
 def test_finetune_bad_task_file(tmp_path):
     result = subprocess.run([sys.executable, FINETUNE, "--task=/no/such.tsv", f"--output_dir={tmp_path}"],
                             capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120)
@@ -408,24 +384,35 @@ def test_export_missing_files_in_one_line(load_script, capsys, tmp_path, missing
 EXPORT = os.path.join(REPO, "experiments", "export.py")
 
 
-@pytest.mark.slow  # pre-training, fine-tuning and export of tiny models: a few minutes on 2 cores
 def test_pretrain_finetune_export_serve_end_to_end(tmp_path):
-    """pretrain -> finetune --init_from=<preset> -> export --preset -> a SavedModel that
-    classifies a string in a process importing only tensorflow and tensorflow_text."""
+    """pretrain -> finetune --init_from=<preset> (TSV task, expert dropout) -> export --preset ->
+    a SavedModel that classifies a string in a process importing only tensorflow and tensorflow_text."""
     run_pretraining(PretrainConfig(
         model="switch_tiny_8", steps=2, steps_per_epoch=2, batch_size=4, sequence_length=32,
-        validation_steps=1, strategy="cpu", verbose=0, output_dir=str(tmp_path / "pretrain")))
+        validation_steps=1, strategy="cpu", verbose=0, jit_compile=False,
+        output_dir=str(tmp_path / "pretrain")))
     rows = ["text\tlabel"] + [f"the {w} runs fast\tverb" if i % 2 else f"a small {w}\tnoun"
                               for i, w in enumerate(["cat", "dog", "hacker", "file", "bug", "kludge"] * 8)]
     task = tmp_path / "task.tsv"
     task.write_text("\n".join(rows) + "\n")
     finetune = subprocess.run(
         [sys.executable, FINETUNE, f"--task={task}", "--steps=2", "--batch_size=4",
-         "--sequence_length=16", "--strategy=cpu", "--verbose=0",
+         "--sequence_length=16", "--strategy=cpu", "--verbose=2", "--expert_dropout=0.4",
          f"--init_from={tmp_path / 'pretrain' / 'preset'}", f"--output_dir={tmp_path / 'ft'}"],
         capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
     assert finetune.returncode == 0, finetune.stdout[-2000:] + finetune.stderr[-3000:]
     assert "initialised the embedding and encoder from" in finetune.stdout
+    assert "validation: accuracy" in finetune.stdout
+    results = json.loads((tmp_path / "ft" / "results.json").read_text())
+    assert results["step"] == 2 and results["num_classes"] == 2
+    assert 0.0 <= results["validation"]["accuracy"] <= 1.0
+    # The classifier, its tokenizer and label names as a keras-hub preset.
+    from tfmoe.models import SwitchClassifier, load_task_preset
+
+    classifier = load_task_preset(str(tmp_path / "ft" / "preset"))
+    assert isinstance(classifier, SwitchClassifier)
+    assert sorted(classifier.label_names) == ["noun", "verb"]
+    assert classifier.preprocessor.sequence_length == 16
     export = subprocess.run(
         [sys.executable, EXPORT, f"--preset={tmp_path / 'ft' / 'preset'}", "--name=clf",
          f"--output_dir={tmp_path / 'served'}", "--sequence_length=16", "--jit_compile=false"],

@@ -97,9 +97,11 @@ def test_dynamic_shapes_are_reported_by_name():
     assert "RaggedTensorSpec" in dynamic_dimensions(ragged.element_spec)[0]
 
 
-# The dense baselines and GLaM compile like their switch siblings: run by `make test-all`.
+# The decoder-only presets and the dense baselines compile like the encoder-decoder, whose
+# stacks they share: run by `make test-all`.
 @pytest.mark.parametrize("preset", [
-    "switch_tiny_8", "switch_lm_tiny_8",
+    "switch_tiny_8",
+    pytest.param("switch_lm_tiny_8", marks=pytest.mark.slow),
     pytest.param("glam_tiny_8", marks=pytest.mark.slow),
     pytest.param("dense_tiny", marks=pytest.mark.slow),
     pytest.param("dense_lm_tiny", marks=pytest.mark.slow)])
