@@ -108,21 +108,9 @@ class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
         token_ids = ops.cast(inputs["token_ids"], "int32")
         padding_mask = ops.cast(inputs["padding_mask"], "bool")
         hidden_states, cache = self._build_cache(token_ids, padding_mask)
-        index = generation.first_generated_index(padding_mask)
-
-        def next(prompt, cache, index):
-            batch_size = ops.shape(prompt)[0]
-            token = ops.slice(prompt, [0, index - 1], [batch_size, 1])
-            logits, hidden_states, cache = self.call_with_cache(token, cache, index - 1)
-            return logits[:, 0], hidden_states[:, 0], cache
-
-        sampler = self.sampler if sampler is None else sampler
-        token_ids = sampler(
-            next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
-            stop_token_ids=stop_token_ids, hidden_states=hidden_states, model=self)
-        stop = None if stop_token_ids is None else tuple(int(i) for i in stop_token_ids)
-        token_ids, padding_mask = generation.finalize(
-            token_ids, padding_mask, stop, self.backbone.pad_token_id)
+        token_ids, padding_mask = generation.sample(
+            self, self.call_with_cache, token_ids, padding_mask, cache, hidden_states,
+            stop_token_ids, sampler)
         return {"token_ids": token_ids, "padding_mask": padding_mask}
 
     # Presets ---------------------------------------------------------------------------

@@ -114,22 +114,12 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
                           dtype=self.compute_dtype)
         _, hidden_states, cache = self.call_decoder_with_cache(
             token_ids, cache, 0, cross_cache, encoder_mask, padding_mask)
-        index = generation.first_generated_index(padding_mask)
 
-        def next(prompt, cache, index):
-            batch_size = ops.shape(prompt)[0]
-            token = ops.slice(prompt, [0, index - 1], [batch_size, 1])
-            logits, hidden_states, cache = self.call_decoder_with_cache(
-                token, cache, index - 1, cross_cache, encoder_mask)
-            return logits[:, 0], hidden_states[:, 0], cache
+        def step(token, cache, index):
+            return self.call_decoder_with_cache(token, cache, index, cross_cache, encoder_mask)
 
-        sampler = self.sampler if sampler is None else sampler
-        token_ids = sampler(
-            next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
-            stop_token_ids=stop_token_ids, hidden_states=hidden_states, model=self)
-        stop = None if stop_token_ids is None else tuple(int(i) for i in stop_token_ids)
-        token_ids, padding_mask = generation.finalize(
-            token_ids, padding_mask, stop, backbone.pad_token_id)
+        token_ids, padding_mask = generation.sample(
+            self, step, token_ids, padding_mask, cache, hidden_states, stop_token_ids, sampler)
         return {"decoder_token_ids": token_ids, "decoder_padding_mask": padding_mask}
 
     # Presets ---------------------------------------------------------------------------
