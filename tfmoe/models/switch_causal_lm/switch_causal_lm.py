@@ -8,11 +8,11 @@ from tfmoe.distribute.keras_fixes import DistributedBuildMixin
 
 from tfmoe.models import generation
 from tfmoe.models import presets as preset_registry
+from tfmoe.models.builtin_task_options import pop_options, pop_preprocessor
 from tfmoe.models.switch_backbone import SwitchBackbone
 from tfmoe.models.switch_backbone.switch_backbone import DECODER_ONLY, is_builtin_preset
 from tfmoe.models.switch_causal_lm.switch_causal_lm_preprocessor import (
     SwitchCausalLMPreprocessor)
-from tfmoe.models.switch_tokenizer import SwitchTokenizer
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -133,19 +133,8 @@ class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
             # keras-hub's loader: `task.json` if saved by this class, else the backbone
             # and preprocessor of the preset.
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
-        preprocessor = kwargs.pop("preprocessor", None)
-        vocabulary = kwargs.pop("vocabulary", None)
-        sequence_length = kwargs.pop("sequence_length", None)
-        task_kwargs = {k: kwargs.pop(k) for k in ("compile",) if k in kwargs}
-        if vocabulary is not None:
-            if preprocessor is not None:
-                raise ValueError("Pass `preprocessor` or `vocabulary`, not both.")
-            options = {} if sequence_length is None else {"sequence_length": sequence_length}
-            preprocessor = SwitchCausalLMPreprocessor(SwitchTokenizer(vocabulary), **options)
-        elif sequence_length is not None:
-            raise ValueError("`sequence_length` needs `vocabulary` (it sizes the preprocessor).")
-        if preprocessor is not None:
-            kwargs.setdefault("vocabulary_size", preprocessor.tokenizer.vocabulary_size())
+        task_kwargs = pop_options(kwargs, ("compile",))
+        preprocessor = pop_preprocessor(kwargs, SwitchCausalLMPreprocessor, ("sequence_length",))
         preset_registry.get_preset(preset, preset_registry.CAUSAL_LM)  # kind check
         config = SwitchBackbone.builtin_preset_config(preset, **kwargs)
         return cls(SwitchBackbone(**config), preprocessor=preprocessor, **task_kwargs)

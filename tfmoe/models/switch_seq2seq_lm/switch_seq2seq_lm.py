@@ -8,11 +8,11 @@ from tfmoe.distribute.keras_fixes import DistributedBuildMixin
 
 from tfmoe.models import generation
 from tfmoe.models import presets as preset_registry
+from tfmoe.models.builtin_task_options import pop_options, pop_preprocessor
 from tfmoe.models.switch_backbone import SwitchBackbone, SwitchSeq2SeqBackbone
 from tfmoe.models.switch_backbone.switch_backbone import is_builtin_preset
 from tfmoe.models.switch_seq2seq_lm.switch_seq2seq_lm_preprocessor import (
     SwitchSeq2SeqLMPreprocessor)
-from tfmoe.models.switch_tokenizer import SwitchTokenizer
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -141,19 +141,8 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
         if not is_builtin_preset(preset):
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         preset_registry.get_preset(preset, preset_registry.SEQ2SEQ)  # kind check
-        preprocessor = kwargs.pop("preprocessor", None)
-        vocabulary = kwargs.pop("vocabulary", None)
-        lengths = {k: kwargs.pop(k) for k in ("encoder_sequence_length",
-                                              "decoder_sequence_length") if k in kwargs}
-        task_kwargs = {k: kwargs.pop(k) for k in ("compile",) if k in kwargs}
-        if vocabulary is not None:
-            if preprocessor is not None:
-                raise ValueError("Pass `preprocessor` or `vocabulary`, not both.")
-            preprocessor = SwitchSeq2SeqLMPreprocessor(SwitchTokenizer(vocabulary), **lengths)
-        elif lengths:
-            raise ValueError(f"{sorted(lengths)} need `vocabulary` (they size the "
-                             "preprocessor).")
-        if preprocessor is not None:
-            kwargs.setdefault("vocabulary_size", preprocessor.tokenizer.vocabulary_size())
+        task_kwargs = pop_options(kwargs, ("compile",))
+        preprocessor = pop_preprocessor(kwargs, SwitchSeq2SeqLMPreprocessor, (
+            "encoder_sequence_length", "decoder_sequence_length"))
         config = SwitchBackbone.builtin_preset_config(preset, **kwargs)
         return cls(SwitchSeq2SeqBackbone(**config), preprocessor=preprocessor, **task_kwargs)

@@ -7,11 +7,11 @@ from keras import ops
 from tfmoe.distribute.keras_fixes import DistributedBuildMixin
 
 from tfmoe.models import presets as preset_registry
+from tfmoe.models.builtin_task_options import pop_options, pop_preprocessor
 from tfmoe.models.switch_backbone import SwitchBackbone
 from tfmoe.models.switch_backbone.switch_backbone import ENCODER_ONLY, is_builtin_preset
 from tfmoe.models.switch_text_classifier.switch_text_classifier_preprocessor import (
     SwitchTextClassifierPreprocessor)
-from tfmoe.models.switch_tokenizer import SwitchTokenizer
 
 POOLINGS = ("mean", "first")
 
@@ -116,21 +116,9 @@ class SwitchTextClassifier(DistributedBuildMixin, keras_hub.models.TextClassifie
                 kwargs.setdefault("label_names", None)
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         preset_registry.get_preset(preset, preset_registry.SEQ2SEQ)  # kind check
-        task_kwargs = {k: kwargs.pop(k) for k in (
-            "num_classes", "label_names", "pooling", "dropout", "activation", "preprocessor",
-            "compile") if k in kwargs}
-        vocabulary = kwargs.pop("vocabulary", None)
-        sequence_length = kwargs.pop("sequence_length", None)
-        if vocabulary is not None:
-            if "preprocessor" in task_kwargs:
-                raise ValueError("Pass `preprocessor` or `vocabulary`, not both.")
-            options = {} if sequence_length is None else {"sequence_length": sequence_length}
-            task_kwargs["preprocessor"] = SwitchTextClassifierPreprocessor(
-                SwitchTokenizer(vocabulary), **options)
-        elif sequence_length is not None:
-            raise ValueError("`sequence_length` needs `vocabulary` (it sizes the preprocessor).")
-        if task_kwargs.get("preprocessor") is not None:
-            kwargs.setdefault("vocabulary_size",
-                              task_kwargs["preprocessor"].tokenizer.vocabulary_size())
+        task_kwargs = pop_options(kwargs, (
+            "num_classes", "label_names", "pooling", "dropout", "activation", "compile"))
+        task_kwargs["preprocessor"] = pop_preprocessor(
+            kwargs, SwitchTextClassifierPreprocessor, ("sequence_length",))
         config = SwitchBackbone.builtin_preset_config(preset, layout=ENCODER_ONLY, **kwargs)
         return cls(SwitchBackbone(**config), **task_kwargs)
