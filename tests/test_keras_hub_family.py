@@ -406,6 +406,10 @@ def test_causal_lm_from_registry_preset():
     assert bare.preprocessor is None and bare.backbone.vocabulary_size == 8192
     with pytest.raises(ValueError, match="causal_lm"):
         SwitchCausalLM.from_preset("switch_tiny_8")
+    with pytest.raises(ValueError, match="`sequence_length` needs `vocabulary`"):
+        SwitchCausalLM.from_preset("glam_tiny_8", sequence_length=6)
+    with pytest.raises(ValueError, match="`preprocessor` or `vocabulary`, not both"):
+        SwitchCausalLM.from_preset("glam_tiny_8", vocabulary=VOCAB, preprocessor=lm.preprocessor)
 
 
 # Text classifier -------------------------------------------------------------------------
@@ -595,6 +599,10 @@ def test_seq2seq_lm_from_registry_preset_and_errors():
     assert lm.backbone.vocabulary_size == len(VOCAB)
     with pytest.raises(ValueError, match="seq2seq"):
         SwitchSeq2SeqLM.from_preset("glam_tiny_8")
+    with pytest.raises(ValueError, match="`decoder_sequence_length` and `encoder_sequence_length` "
+                                         "need `vocabulary`"):
+        SwitchSeq2SeqLM.from_preset("switch_tiny_8", encoder_sequence_length=4,
+                                    decoder_sequence_length=4)
     with pytest.raises(ValueError, match="SwitchSeq2SeqBackbone"):
         SwitchSeq2SeqLM(SwitchBackbone(**TINY, layout="encoder_decoder"))
     with pytest.raises(ValueError, match="`layout`"):
