@@ -21,6 +21,7 @@ from tfmoe.models import (SwitchBackbone, SwitchCausalLM, SwitchCausalLMPreproce
                           SwitchSeq2SeqBackbone, SwitchSeq2SeqLM, SwitchSeq2SeqLMPreprocessor,
                           SwitchTextClassifier, SwitchTextClassifierPreprocessor,
                           SwitchTokenizer, count_params)
+from tfmoe.private_apis import sublayers
 from tfmoe.tokenize import WordpieceTokenizer
 
 
@@ -140,7 +141,7 @@ def test_backbone_dtype_policies(policy):
     output = backbone(_lm_inputs())
     assert output.dtype == policy.compute_dtype
     routers = []
-    for layer in backbone._flatten_layers():
+    for layer in sublayers(backbone, include_self=True):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if type(layer).__name__ == "Router":

@@ -31,6 +31,7 @@ import keras
 import tensorflow as tf
 
 from tfmoe.distribute.strategy import resolve_strategy
+from tfmoe.private_apis import sublayers
 
 KINDS = ("tpu", "gpu", "mirrored", "multi_worker", "cpu")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -85,7 +86,7 @@ class DistributionSetup:
 
 
 def _draws_random_numbers(model) -> bool:
-    for layer in model._flatten_layers(include_self=True):
+    for layer in sublayers(model, include_self=True):
         if isinstance(layer, keras.layers.Dropout) and layer.rate > 0:
             return True
         if getattr(layer, "jitter_noise", 0.0) > 0:

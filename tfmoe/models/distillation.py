@@ -38,6 +38,7 @@ from keras import ops
 
 from tfmoe.distribute.keras_fixes import DistributedBuildMixin
 from tfmoe.layers.experts import ExpertFeedForward
+from tfmoe.private_apis import sublayers
 
 SOFT_LOSSES = ("kl", "cross_entropy")
 EXPERT_INITS = ("none", "mean")
@@ -51,7 +52,7 @@ def _freeze(model):
     from a config with `trainable: false`, does not reach its sublayers in Keras 3.15.)
     """
     model.trainable = False
-    for layer in model._flatten_layers(include_self=False):
+    for layer in sublayers(model):
         layer.trainable = False
     for variable in model.weights:
         variable.trainable = False
@@ -202,7 +203,7 @@ class Distiller(DistributedBuildMixin, keras.Model):
         # Keras would also collect the teacher's sublayer metrics (its routers' load and
         # dropped fractions, which `TrainingMonitor` would take for the student's):
         # the logs describe the student and the distillation only.
-        teacher_metrics = {id(m) for layer in self.teacher._flatten_layers(include_self=True)
+        teacher_metrics = {id(m) for layer in sublayers(self.teacher, include_self=True)
                            for m in layer.metrics}
         return [m for m in super().metrics if id(m) not in teacher_metrics]
 
@@ -339,7 +340,7 @@ def _named_weights(layer, prefix="", moe_key=None, out=None, seen=None):
     """
     out = [] if out is None else out
     seen = set() if seen is None else seen
-    children = list(layer._flatten_layers(include_self=False, recursive=False))
+    children = sublayers(layer, recursive=False)
     in_children = {id(v) for child in children for v in child.weights}
     for variable in layer.weights:
         if (id(variable) in in_children or id(variable) in seen

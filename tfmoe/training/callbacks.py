@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmoe.private_apis import sublayers
 from tfmoe.training import plots
 
 HISTORY_FILE = "history.jsonl"
@@ -29,7 +30,7 @@ HEATMAP_PLOT = "expert_load_heatmap.png"
 
 def moe_layers(model: keras.Model) -> list:
     """The MoE feed-forward layers of `model` (those with a `routing_tracker`), in order."""
-    return [layer for layer in model._flatten_layers(include_self=False) if hasattr(layer, "routing_tracker")]
+    return [layer for layer in sublayers(model) if hasattr(layer, "routing_tracker")]
 
 
 def expert_load(model: keras.Model) -> dict[str, np.ndarray]:
