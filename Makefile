@@ -33,7 +33,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/moe_layer.py
 	$(PY) benchmarks/train_step.py
-	$(PY) benchmarks/tokenize.py
+	$(PY) benchmarks/tokenizer.py
 	$(PY) benchmarks/serving.py
 
 clean:

@@ -19,17 +19,12 @@ Usage:
   python benchmarks/moe_layer.py --matmul_floor --experts 8 32   # per-expert GEMMs vs one GEMM
 """
 
+import argparse
+import json
 import os
+import subprocess
 import sys
-
-# benchmarks/tokenize.py would shadow the standard library's `tokenize` module.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
+import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -21,19 +21,14 @@ Usage:
   python benchmarks/serving.py --memory --max_new_tokens 32 --max_batch_rows 5000
 """
 
+import argparse
+import itertools
+import json
 import os
+import subprocess
 import sys
-
-# benchmarks/tokenize.py would shadow the standard library's `tokenize` module.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import tempfile
+import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

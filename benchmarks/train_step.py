@@ -11,16 +11,10 @@ Usage:
       --batch_size 16 --sequence_length 64              # the demo's presets and batch
 """
 
+import argparse
 import os
-import sys
-
-# benchmarks/tokenize.py would shadow the standard library's `tokenize` module.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import statistics
+import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

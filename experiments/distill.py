@@ -113,7 +113,6 @@ class Plan:
     overrides: dict
     mixes: list
     distill_steps: int
-    kind: str
 
 
 def make_plan():
@@ -155,7 +154,7 @@ def make_plan():
     if distill_steps <= 0 or distill_steps % dense.steps_per_epoch:
         raise UsageError(f"--distill_steps={distill_steps} must be a positive multiple of "
                          f"--steps_per_epoch={dense.steps_per_epoch}")
-    return Plan(dense, teacher, overrides, mixes, distill_steps, kinds[FLAGS.dense])
+    return Plan(dense, teacher, overrides, mixes, distill_steps)
 
 
 # Runs ------------------------------------------------------------------------------
@@ -223,14 +222,9 @@ def student_dir(mix):
 
 def distill_student(plan, mix, tokenizer):
     """Trains one student with `tfmoe.models.Distiller` (resumable); returns its summary."""
-    import keras
-
-    from tfmoe.distribute import configure
     from tfmoe.models import Distiller, init_student_from_teacher
-    from tfmoe.training import NonFiniteGuard, TrainingMonitor, check_batch_size, resolve_strategy
-    from tfmoe.training import data as training_data
-    from tfmoe.training import backup
-    from tfmoe.training.pretraining import build_model, count_batches, make_optimizer, skip_consumed
+    from tfmoe.training import NonFiniteGuard, TrainingMonitor, backup, prepare_run
+    from tfmoe.training.pretraining import build_model
 
     out = student_dir(mix)
     settings = {
@@ -251,42 +245,26 @@ def distill_student(plan, mix, tokenizer):
     os.makedirs(out, exist_ok=True)
     _write_json(os.path.join(out, "settings.json"), settings)
 
-    config = plan.dense
-    # As run_pretraining: strategy first, then precision / steps per execution / XLA.
-    strategy = resolve_strategy(config.strategy)
-    check_batch_size(config.batch_size, strategy)
-    setup = configure(strategy, global_batch_size=config.batch_size,
-                      mixed_precision="mixed_bfloat16" if config.mixed_precision else "auto")
-    keras.utils.set_random_seed(config.seed)
-    train, validation = training_data.pretraining_datasets(
-        plan.kind, tokenizer, config.dataset, sequence_length=config.sequence_length,
-        batch_size=config.batch_size, seed=config.seed)
-    validation_steps = config.validation_steps or count_batches(validation)
-    validation = validation.take(validation_steps).cache()
-    with strategy.scope():
+    # The dense baseline's set-up: its strategy, seed, batches and schedule.
+    dense_run = prepare_run(plan.dense, tokenizer)
+    with dense_run.strategy.scope():
         teacher = load_model(plan.teacher.model, tokenizer, plan.teacher.model_overrides,
                              os.path.join(plan.teacher.output_dir, "model.weights.h5"))
-        student = build_model(config.model, tokenizer, **plan.overrides)
+        student = build_model(plan.dense.model, tokenizer, **plan.overrides)
         report = None
         if FLAGS.init_from_teacher:
             report = init_student_from_teacher(student, teacher, expert_init=FLAGS.expert_init)
         distiller = Distiller(teacher, student, hard_label_weight=mix[0], soft_label_weight=mix[1],
                               temperature=FLAGS.temperature, soft_loss=FLAGS.soft_loss)
-        distiller.compile(optimizer=make_optimizer(config.learning_rate, plan.distill_steps,
-                                                   config.warmup_steps, config.weight_decay),
-                          jit_compile=setup.jit_compile_for(distiller),
-                          steps_per_execution=setup.steps_per_execution)
-    spe = config.steps_per_epoch
+        distiller.compile(optimizer=dense_run.optimizer(plan.distill_steps),
+                          **dense_run.compile_options(distiller))
     backup_dir = os.path.join(out, "backup")
     resumed_from = backup.restore_latest(distiller, backup_dir)
-    train = skip_consumed(train, resumed_from, spe)
-    monitor = TrainingMonitor(out, None, spe, plot=False)
+    monitor = TrainingMonitor(out, None, plan.dense.steps_per_epoch, plot=False)
     callbacks = [NonFiniteGuard(), monitor, backup.EpochBackup(backup_dir)]
     print(f"student {mix[0]:g}:{mix[1]:g}: distilling {plan.distill_steps} steps in {out}")
     start = time.time()
-    distiller.fit(train, epochs=plan.distill_steps // spe, initial_epoch=resumed_from, steps_per_epoch=spe,
-                  validation_data=validation,
-                  validation_steps=validation_steps, callbacks=callbacks, verbose=config.verbose)
+    dense_run.fit(distiller, callbacks, resumed_from=resumed_from, steps=plan.distill_steps)
     student.save_weights(os.path.join(out, "model.weights.h5"))
     records = monitor.records()
     summary = {
@@ -391,12 +369,10 @@ def main(argv):
 
 
 def run(plan):
-    import keras
     import numpy as np
 
     from tfmoe.models import count_active_params
-    from tfmoe.training import NonFiniteLossError, StrategyError
-    from tfmoe.training import data as training_data
+    from tfmoe.training import NonFiniteLossError, StrategyError, prepare_run
     from tfmoe.training.callbacks import read_history
     from tfmoe.training.pretraining import make_tokenizer
 
@@ -410,15 +386,9 @@ def run(plan):
     except (ValueError, FileNotFoundError, StrategyError) as error:
         raise UsageError(str(error).strip().splitlines()[0]) from None
 
-    # The validation documents' shuffle draws from TF's global seed too: seeded as in
-    # `run_pretraining`, every model is scored on the batches it was validated on.
-    keras.utils.set_random_seed(plan.dense.seed)
-    _, validation = training_data.pretraining_datasets(
-        plan.kind, tokenizer, plan.dense.dataset, sequence_length=plan.dense.sequence_length,
-        batch_size=plan.dense.batch_size, seed=plan.dense.seed)
-    if plan.dense.validation_steps:
-        validation = validation.take(plan.dense.validation_steps)
-    validation = validation.cache()
+    # The validation batches of the dense baseline's set-up (seeded as in `run_pretraining`):
+    # every model is scored on the batches it was validated on.
+    validation = prepare_run(plan.dense, tokenizer).validation
     vocab = tokenizer.vocabulary_size()
 
     def active(preset, overrides):

@@ -10,8 +10,9 @@
 name (`tfmoe.models.init_backbone_from_preset`), and its vocabulary. The run ends by writing
 the classifier, its tokenizer and label names as a keras-hub preset in `OUTPUT_DIR/preset/`
 (`tfmoe.models.load_task_preset`, `experiments/export.py --preset`). Resumable like pretrain.py (epoch backups, `tfmoe.training.backup`).
-Tasks: `wordnet` (WordNet supersenses, 45 classes, bundled), a UTF-8 TSV file with
-a header and `text` and `label` columns (labels: any non-empty strings, at least 2
+Tasks: `wordnet` (WordNet supersenses, 45 classes; the bundled subset of the glosses, or
+a full glosses file given by `--wordnet_glosses=PATH` or `$TFMOE_WORDNET_GLOSSES`), a UTF-8
+TSV file with a header and `text` and `label` columns (labels: any non-empty strings, at least 2
 classes; the validation split is every 10th row unless `--validation_task` is given),
 or `tfds:NAME` with (text, label) supervised keys.
 """
@@ -31,6 +32,8 @@ fail = cli.failer("finetune.py")
 flags.DEFINE_string("model", "switch_tiny_8", "seq2seq preset whose encoder is used")
 flags.DEFINE_string("task", "wordnet", "'wordnet', a TSV file (text, label columns) or tfds:NAME")
 flags.DEFINE_string("validation_task", None, "TSV file for validation (default: every 10th row of --task)")
+flags.DEFINE_string("wordnet_glosses", None, "--task=wordnet: a full WordNet glosses TSV (default: "
+                    "$TFMOE_WORDNET_GLOSSES if set, else the bundled subset)")
 flags.DEFINE_string("vocabulary", None, "WordPiece vocabulary (default: --init_from's, else the bundled one)")
 flags.DEFINE_string("init_from", None, "pretrained seq2seq preset directory (pretrain.py's OUTPUT_DIR/preset)")
 flags.DEFINE_integer("steps", 500, "training steps", lower_bound=1)
@@ -53,15 +56,21 @@ flags.DEFINE_integer("verbose", 1, "fit verbosity")
 
 
 
-def load_task(task, validation_task):
-    """`(train, validation, test_or_None, label_names)` datasets of (text, int label)."""
+def load_task(task, validation_task, wordnet_glosses=None):
+    """`(train, validation, test_or_None, label_names)` datasets of (text, int label).
+
+    `wordnet_glosses`: the glosses file for `task == "wordnet"` (None: see
+    `tfmoe.data.corpus.wordnet_glosses_file`).
+    """
     import tensorflow as tf
 
     from tfmoe import data as tfmoe_data
     from tfmoe.data import files
 
     if task == "wordnet":
-        return tfmoe_data.wordnet_supersense_splits()
+        return tfmoe_data.wordnet_supersense_splits(wordnet_glosses)
+    if wordnet_glosses is not None:
+        raise ValueError(f"--wordnet_glosses is for --task=wordnet, not --task={task}")
     if task.startswith("tfds:"):
         import tensorflow_datasets as tfds
 
@@ -150,7 +159,8 @@ def run():
                       mixed_precision="mixed_bfloat16" if FLAGS.mixed_precision else "auto")
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = make_tokenizer(vocabulary)
-    train, validation, test, label_names = load_task(FLAGS.task, FLAGS.validation_task)
+    train, validation, test, label_names = load_task(FLAGS.task, FLAGS.validation_task,
+                                                     FLAGS.wordnet_glosses)
 
     def batches(examples, training, cache=True):
         return tfmoe_data.classification_dataset(

@@ -103,15 +103,25 @@ def test_wordnet_bad_rows(tmp_path):
         list(wordnet.wordnet_examples("dev", path))
 
 
-def test_full_file_is_preferred_when_present(tmp_path, monkeypatch):
-    """With the full WordNet file in the data directory it is used; without it, the bundled subset."""
-    full = tmp_path / corpus.FULL_WORDNET_NAME
+def test_glosses_file_is_the_argument_else_the_environment_else_the_subset(tmp_path, monkeypatch):
+    """An explicit path wins over `$TFMOE_WORDNET_GLOSSES`, which wins over the bundled subset;
+    a named file that does not exist is an error, not a silent fall-back."""
+    full = tmp_path / "wordnet_glosses.tsv.gz"
     with gzip.open(WORDNET_SUBSET_FILE, "rb") as source, gzip.open(full, "wb") as target:
         target.write(source.read())
-    monkeypatch.setenv(corpus.SHARED_DATA_ENV, str(tmp_path))
-    assert corpus.wordnet_glosses_file() == full
-    monkeypatch.setenv(corpus.SHARED_DATA_ENV, str(tmp_path / "nowhere"))
+    other = tmp_path / "other.tsv"
+    other.write_text("synset\tlexname\tlemmas\tgloss\n00000001n\tnoun.animal\tcat\ta cat\n")
+    monkeypatch.delenv(corpus.WORDNET_GLOSSES_ENV, raising=False)
     assert corpus.wordnet_glosses_file() == WORDNET_SUBSET_FILE
+    monkeypatch.setenv(corpus.WORDNET_GLOSSES_ENV, str(full))
+    assert corpus.wordnet_glosses_file() == full
+    assert corpus.wordnet_glosses_file(other) == other
+    assert [text for _, text, _ in wordnet.wordnet_examples(None, other)] == ["a cat"]
+    monkeypatch.setenv(corpus.WORDNET_GLOSSES_ENV, str(tmp_path / "nowhere.tsv.gz"))
+    with pytest.raises(FileNotFoundError, match="TFMOE_WORDNET_GLOSSES"):
+        corpus.wordnet_glosses_file()
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        wordnet_supersense_splits()
 
 
 def test_bundled_subset_is_reproducible(tmp_path):
@@ -133,3 +143,18 @@ def test_wordnet_pipeline_end_to_end():
     features, labels = batches[0]
     assert features["token_ids"].shape == (16, 32) and (features["token_ids"][:, 0] == 2).all()
     assert np.all((labels >= 0) & (labels < 45))
+
+
+def test_finetune_script_reads_the_glosses_file_it_is_given(tmp_path, monkeypatch, load_script):
+    """`experiments/finetune.py --wordnet_glosses=PATH` reads PATH, and only for the WordNet task."""
+    path = tmp_path / "glosses.tsv"
+    rows = [f"0000000{i}n\tnoun.animal\tcat\tanimal {i}" for i in range(10)]
+    rows += [f"0000001{i}v\tverb.motion\trun\tmove {i}" for i in range(10)]
+    path.write_text("synset\tlexname\tlemmas\tgloss\n" + "\n".join(rows) + "\n")
+    monkeypatch.delenv(corpus.WORDNET_GLOSSES_ENV, raising=False)
+    finetune = load_script("finetune")
+    train, validation, test, names = finetune.load_task("wordnet", None, str(path))
+    texts = [t.numpy().decode() for split in (train, validation, test) for t, _ in split]
+    assert sorted(texts) == sorted(row.split("\t")[-1] for row in rows) and len(names) == 45
+    with pytest.raises(ValueError, match="--wordnet_glosses is for --task=wordnet"):
+        finetune.load_task(str(path), None, str(path))

@@ -14,3 +14,17 @@ def test_demo_trains_reports_and_answers(tmp_path, capsys):
     assert "expert load" in out and "decoder_block_1_feed_forward" in out and "decoder_block_3_feed_forward" in out
     assert "request 'a hacker is' ->" in out
     assert "demo finished" in out
+    # TF Serving's layout: the model directory holds numbered versions.
+    version_dir = tmp_path / "export" / "1"
+    assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables").is_dir()
+    assert f"export: SavedModel written to {version_dir}" in out
+    assert "served by the SavedModel" in out
+
+
+def test_demo_exports_to_a_numbered_version_by_default(capsys):
+    """`make demo` writes `saved_models/demo_lm/1/`: TF Serving's MODEL/VERSION layout."""
+    args = demo.parse_args([])
+    assert (args.export_dir, args.version) == ("saved_models/demo_lm", 1)
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--version=0"])
+    assert "--version must be a positive integer" in capsys.readouterr().err

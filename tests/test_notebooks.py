@@ -4,8 +4,8 @@ Each notebook runs top to bottom in a fresh kernel of this interpreter (a kernel
 to a temporary directory points at `sys.executable`, so it is the venv's Python whatever kernels
 are installed elsewhere). The tiny values below are injected after the notebook's cell tagged
 `parameters` (papermill's convention), OUTPUT_DIR is a temporary directory, the working
-directory is another one (nothing relies on the repository checkout), and TFMOE_SHARED_DATA
-points at an empty directory, so the data bundled with the package is used.
+directory is another one (nothing relies on the repository checkout), and TFMOE_WORDNET_GLOSSES
+is unset, so the data bundled with the package is used.
 The checks read the JSON each notebook writes to OUTPUT_DIR and the cells' outputs.
 """
 
@@ -28,7 +28,7 @@ NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("quickstart.ipynb", "finetune_classification.ipynb", "serve.ipynb")
 CELL_TIMEOUT_S = 300
 KERNEL_CHECK = ("import json, os, sys\n"
-                "print('KERNEL=' + json.dumps([sys.prefix, os.environ.get('TFMOE_SHARED_DATA')]))")
+                "print('KERNEL=' + json.dumps([sys.prefix, os.environ.get('TFMOE_WORDNET_GLOSSES')]))")
 
 QUICKSTART_PARAMS = dict(STEPS=4, EPOCHS=2, BATCH_SIZE=4, SEQUENCE_LENGTH=32, VALIDATION_BATCHES=2,
                          MAX_NEW_TOKENS=4, JIT_COMPILE=False, EXPORT_JIT_COMPILE=False, INSTALL="never")
@@ -80,10 +80,9 @@ def run_notebook(name, params, tmp_path, *, upto_tag=None):
         kernel_dirs=[str(kernels.parent)], ensure_native_kernel=False))
     workdir = tmp_path / "cwd"
     workdir.mkdir(exist_ok=True)
-    no_shared = tmp_path / "no_shared_data"
-    no_shared.mkdir(exist_ok=True)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": "", "TFMOE_SHARED_DATA": str(no_shared)}
+           "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TFMOE_WORDNET_GLOSSES", None)
     env.pop("TPU_NAME", None)
     env.pop("COLAB_TPU_ADDR", None)
     client = nbclient.NotebookClient(nb, km=manager, kernel_name="python3", timeout=CELL_TIMEOUT_S,
@@ -94,7 +93,7 @@ def run_notebook(name, params, tmp_path, *, upto_tag=None):
         pytest.fail(f"{name} failed:\n{str(error)[-6000:]}")
     kernel = re.search(r"KERNEL=(.*)", stream_text(nb.cells[-1:]))
     assert kernel, "the kernel check cell printed nothing"
-    assert json.loads(kernel.group(1)) == [sys.prefix, str(no_shared)], "not this interpreter / environment"
+    assert json.loads(kernel.group(1)) == [sys.prefix, None], "not this interpreter / environment"
     return nb
 
 

@@ -3,7 +3,7 @@
 Subpackages (imported lazily, so `import tfmoe` stays cheap):
 
 - `tfmoe.layers`: routers, switch (top-1) and top-2 expert feed-forward layers, losses.
-- `tfmoe.tokenize`: FastWordpiece tokenizer layer, vocabulary learning, packers.
+- `tfmoe.tokenize`: FastWordpiece and SentencePiece tokenizer layers, vocabulary learning.
 - `tfmoe.models`: Switch encoder-decoder, decoder-only LM, encoder classifier, presets.
 - `tfmoe.data`: tf.data pipelines and the bundled default corpus.
 - `tfmoe.export`: SavedModel export bundling tokenizer and model.

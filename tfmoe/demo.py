@@ -7,8 +7,10 @@
    this budget (`docs/results/compare.md`); `--model=switch_lm_tiny_8` trains the top-1
    Switch model instead.
 2. Prints the validation perplexity and the load of every expert.
-3. Exports it as a SavedModel with `tfmoe.export.export_saved_model` (skipped with
-   a message when `tfmoe.export` is not available).
+3. Exports it as a SavedModel with `tfmoe.export.export_saved_model` in TF Serving's
+   layout, `--export_dir/--version/` (default `saved_models/demo_lm/1/`; TF Serving's
+   model base path is `--export_dir`). Skipped with a message when `tfmoe.export` is not
+   available.
 4. Answers one request: continues a prompt (through the exported model when there
    is one, else with `model.generate`).
 
@@ -37,10 +39,17 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--sequence_length", type=int, default=64)
     parser.add_argument("--output_dir", default=os.path.join("runs", "demo"))
-    parser.add_argument("--export_dir", default=os.path.join("saved_models", "demo_lm"))
+    parser.add_argument("--export_dir", default=os.path.join("saved_models", "demo_lm"),
+                        help="model directory (TF Serving's base path); the SavedModel goes to "
+                             "EXPORT_DIR/VERSION/")
+    parser.add_argument("--version", type=int, default=1,
+                        help="model version: the SavedModel's sub-directory (replaced if present)")
     parser.add_argument("--fresh", action="store_true", help="delete --output_dir first")
     parser.add_argument("--prompt", default=PROMPT)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.version < 1:
+        parser.error(f"--version must be a positive integer, got {args.version}")
+    return args
 
 
 def answer_with_model(model, tokenizer, prompt, max_length=24):
@@ -58,8 +67,12 @@ def answer_with_model(model, tokenizer, prompt, max_length=24):
     return tokenizer.detokenize(tf.constant(tokens)[None])[0].numpy().decode("utf-8", "replace")
 
 
-def export_and_answer(model, tokenizer, export_dir, prompt):
-    """Exports with `tfmoe.export` if it is there; returns the served answer or None."""
+def export_and_answer(model, tokenizer, export_dir, version, prompt):
+    """Exports to `export_dir/version/` with `tfmoe.export` if it is there.
+
+    Returns the answer of the exported `serving_default` to `prompt`, or None without
+    `tfmoe.export`.
+    """
     try:
         from tfmoe.export import export_saved_model
     except ImportError as error:
@@ -68,10 +81,12 @@ def export_and_answer(model, tokenizer, export_dir, prompt):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (ops of the serving graph)
 
-    shutil.rmtree(export_dir, ignore_errors=True)
-    export_saved_model(model, tokenizer, export_dir)
-    print(f"export: SavedModel written to {export_dir}")
-    served = tf.saved_model.load(export_dir).signatures["serving_default"]
+    # Only this version is replaced; other versions in `export_dir` stay (TF Serving serves
+    # the highest).
+    shutil.rmtree(os.path.join(export_dir, str(version)), ignore_errors=True)
+    version_dir = export_saved_model(model, tokenizer, export_dir, version=version)
+    print(f"export: SavedModel written to {version_dir}")
+    served = tf.saved_model.load(version_dir).signatures["serving_default"]
     outputs = served(text=tf.constant([prompt]))
     texts = {name: value.numpy()[0].decode("utf-8", "replace") for name, value in outputs.items()
              if value.dtype == tf.string}
@@ -97,7 +112,7 @@ def main(argv=None):
     print(f"plots: {os.path.join(args.output_dir, 'loss_curves.png')}, "
           f"{os.path.join(args.output_dir, 'expert_load_heatmap.png')}")
     model, tokenizer = result["model_object"], result["tokenizer"]
-    served = export_and_answer(model, tokenizer, args.export_dir, args.prompt)
+    served = export_and_answer(model, tokenizer, args.export_dir, args.version, args.prompt)
     if served is not None:
         print(f"request {args.prompt!r} -> served by the SavedModel: {served}")
     else:

@@ -7,7 +7,9 @@
   paragraphs of the front and back matter; 95% train / 5% validation.
 - `wordnet_glosses_subset.tsv.gz`: a per-class capped subset of the WordNet 3.0
   glosses (columns `synset`, `lexname`, `lemmas`, `gloss`), under the WordNet
-  licence in `wordnet_LICENSE.txt`; see `tfmoe.data.wordnet`.
+  licence in `wordnet_LICENSE.txt`; see `tfmoe.data.wordnet`. A full glosses
+  file, when you have one, is used instead if given as a path or named by the
+  `TFMOE_WORDNET_GLOSSES` environment variable (`wordnet_glosses_file`).
 
 Splits are assigned by a stable hash of a key (md5), so they are the same on
 every machine and Python version, and a subset of a file keeps the split of
@@ -29,27 +31,35 @@ JARGON_FILE = DEFAULT_CORPUS_DIR / "jargon.txt.gz"
 WORDNET_SUBSET_FILE = DEFAULT_CORPUS_DIR / "wordnet_glosses_subset.tsv.gz"
 WORDNET_LICENSE_FILE = DEFAULT_CORPUS_DIR / "wordnet_LICENSE.txt"
 
-# Set TFMOE_SHARED_DATA to a directory holding `wordnet_glosses.tsv.gz` (the
-# full file) to use it instead of the bundled subset.
-SHARED_DATA_ENV = "TFMOE_SHARED_DATA"
-FULL_WORDNET_NAME = "wordnet_glosses.tsv.gz"
+# The full WordNet glosses file (same columns as the bundled subset, 117,659 synsets) is not
+# shipped; point this environment variable at it to use it instead of the subset.
+WORDNET_GLOSSES_ENV = "TFMOE_WORDNET_GLOSSES"
 
 JARGON_SPLITS = {"train": 0.95, "validation": 0.05}
 _JARGON_HEADING = re.compile(r"^:[^:\s][^:]*:")  # ":term: /pronunciation/, n."
 _JARGON_PART = re.compile(r"^Part [IVX]+\. ")  # ends the lexicon entries
 
 
-def shared_data_dir() -> pathlib.Path | None:
-    """Directory searched for the full data files: `$TFMOE_SHARED_DATA`, or None when unset."""
-    env = os.environ.get(SHARED_DATA_ENV)
-    return pathlib.Path(env) if env else None
+def wordnet_glosses_file(path: str | os.PathLike | None = None) -> pathlib.Path:
+    """The WordNet glosses TSV to read: `path`, else `$TFMOE_WORDNET_GLOSSES`, else the subset.
 
+    With neither `path` nor the environment variable set, this is the bundled subset
+    (`WORDNET_SUBSET_FILE`), so the task works offline with nothing configured.
 
-def wordnet_glosses_file() -> pathlib.Path:
-    """The full WordNet glosses TSV when present in `shared_data_dir()`, else the bundled subset."""
-    directory = shared_data_dir()
-    full = None if directory is None else directory / FULL_WORDNET_NAME
-    return full if full is not None and full.is_file() else WORDNET_SUBSET_FILE
+    Raises:
+        FileNotFoundError: `path`, or the file the environment variable names, does not exist
+            (a typo should not fall back to the subset unnoticed).
+    """
+    if path is not None:
+        chosen, origin = pathlib.Path(path), "path"
+    elif os.environ.get(WORDNET_GLOSSES_ENV):
+        chosen, origin = pathlib.Path(os.environ[WORDNET_GLOSSES_ENV]), f"${WORDNET_GLOSSES_ENV}"
+    else:
+        return WORDNET_SUBSET_FILE
+    if not chosen.is_file():
+        raise FileNotFoundError(
+            f"WordNet glosses file {str(chosen)!r} (from {origin}) does not exist")
+    return chosen
 
 
 def stable_split(key: str, fractions: Mapping[str, float]) -> str:

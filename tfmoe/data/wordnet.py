@@ -7,9 +7,10 @@ train/validation/test by a stable hash of the synset id, so the split of a
 synset never changes and the bundled subset agrees with the full file.
 
 The data is a TSV with columns `synset`, `lexname`, `lemmas` (`;`-separated),
-`gloss`: the full `wordnet_glosses.tsv.gz` from the shared data directory when
-present (117,659 synsets), else the subset shipped in the package (at most
-`BUNDLED_PER_CLASS` synsets per class, chosen by the same hash). WordNet 3.0
+`gloss`. By default it is the subset shipped in the package (at most
+`BUNDLED_PER_CLASS` synsets per class, chosen by the same hash); a full glosses
+file (117,659 synsets) is used when passed as `path` or named by the
+`TFMOE_WORDNET_GLOSSES` environment variable (`corpus.wordnet_glosses_file`). WordNet 3.0
 Copyright 2006 by Princeton University; see `default_corpus/wordnet_LICENSE.txt`.
 """
 
@@ -54,7 +55,8 @@ def wordnet_examples(
 
     Args:
         split: "train", "validation", "test", or None for all rows.
-        path: the glosses TSV; defaults to `corpus.wordnet_glosses_file()`.
+        path: the glosses TSV; None: `$TFMOE_WORDNET_GLOSSES`, else the bundled subset
+            (`corpus.wordnet_glosses_file`).
         include_lemmas: text is "lemma1, lemma2: gloss" instead of the gloss.
 
     Raises:
@@ -62,7 +64,7 @@ def wordnet_examples(
         ValueError: unknown split, or a row with an unknown `lexname`.
     """
     corpus.check_split(split, WORDNET_SPLITS)
-    path = corpus.wordnet_glosses_file() if path is None else path
+    path = corpus.wordnet_glosses_file(path)
     for row in files.iter_tsv_rows(path):
         synset = row["synset"]
         if split is not None and corpus.stable_split(f"wordnet:{synset}", WORDNET_SPLITS) != split:
@@ -82,8 +84,8 @@ def wordnet_supersense_splits(
     """The supersense classification task as `tf.data` datasets.
 
     Args:
-        path: the glosses TSV; defaults to the full shared file when present,
-            else the bundled subset (`corpus.wordnet_glosses_file()`).
+        path: the glosses TSV; None: `$TFMOE_WORDNET_GLOSSES`, else the bundled subset
+            (`corpus.wordnet_glosses_file`).
         include_lemmas: prefix each gloss with its lemmas.
 
     Returns:

@@ -5,6 +5,9 @@
   PNG plots, NaN handling (`tfmoe.training.callbacks`).
 - `PretrainConfig`, `run_pretraining`: `model.fit` pre-training, resumable
   (`tfmoe.training.pretraining`).
+- `prepare_run`, `RunSetup`: a config's strategy, precision, seed, tokenizer, batches,
+  optimizer and `fit` call, for other trainings on the same set-up (distillation;
+  `tfmoe.training.run_setup`).
 - `backup`: atomic epoch backups, resume, run-directory lock and config check
   (`tfmoe.training.backup`).
 """
@@ -12,6 +15,7 @@
 from tfmoe.training import backup
 from tfmoe.training.callbacks import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, expert_load, moe_layers
 from tfmoe.training.pretraining import PretrainConfig, format_summary, run_pretraining
+from tfmoe.training.run_setup import RunSetup, prepare_run
 from tfmoe.distribute.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
 
 __all__ = [
@@ -19,6 +23,7 @@ __all__ = [
     "NonFiniteGuard",
     "NonFiniteLossError",
     "PretrainConfig",
+    "RunSetup",
     "StrategyError",
     "TrainingMonitor",
     "backup",
@@ -26,6 +31,7 @@ __all__ = [
     "expert_load",
     "format_summary",
     "moe_layers",
+    "prepare_run",
     "resolve_strategy",
     "run_pretraining",
     "split_cpu",

@@ -40,8 +40,6 @@ from tfmoe.training import backup
 from tfmoe.training import callbacks as cb
 from tfmoe.training import data as training_data
 from tfmoe.distribute.cluster import worker_output_dir
-from tfmoe.distribute.runtime import configure
-from tfmoe.distribute.strategy import check_batch_size, resolve_strategy
 
 
 @dataclasses.dataclass
@@ -176,32 +174,13 @@ def run_pretraining(config: PretrainConfig) -> dict:
       ValueError / FileNotFoundError: bad configuration (one-line messages).
       tfmoe.training.callbacks.NonFiniteLossError: the loss became NaN/Inf.
     """
-    config = validate(config)
-    from tfmoe.models import get_preset
+    from tfmoe.training.run_setup import prepare_run  # imports this module
 
-    # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow call.
-    strategy = resolve_strategy(config.strategy)
-    check_batch_size(config.batch_size, strategy)
-    # Precision ("auto": bfloat16 on TPUs and recent GPUs), steps per execution, XLA.
-    setup = configure(strategy, global_batch_size=config.batch_size,
-                      mixed_precision="mixed_bfloat16" if config.mixed_precision else "auto")
-    keras.utils.set_random_seed(config.seed)
-    kind = get_preset(config.model)["kind"]
-    tokenizer = make_tokenizer(config.vocabulary)
-    train, validation = training_data.pretraining_datasets(
-        kind, tokenizer, config.dataset, sequence_length=config.sequence_length,
-        batch_size=config.batch_size, seed=config.seed, data_dir=config.data_dir)
-    validation_steps = config.validation_steps or count_batches(validation)
-    if validation_steps == 0:
-        raise ValueError(
-            f"the validation split of --dataset={config.dataset} holds less than one batch of "
-            f"{config.batch_size}x{config.sequence_length} tokens")
-    validation = validation.take(validation_steps).cache()
-
+    run = prepare_run(validate(config))
     # Every worker of a cluster saves (saving is collective); only the chief into output_dir.
     out = worker_output_dir(config.output_dir)
     with backup.RunDirectoryLock(out):
-        return _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, validation_steps)
+        return _train_in(out, run)
 
 
 # Keys of model_config.json that may change between a run and its resume.
@@ -210,17 +189,18 @@ RESUMABLE_CHANGES = ("pretrain_config.verbose", "pretrain_config.output_dir", "p
                      "config.name", "config.backbone.config.name")
 
 
-def _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, validation_steps):
-    """Builds, resumes, trains and saves the run in `out` (whose lock the caller holds)."""
+def _train_in(out, run):
+    """Builds, resumes, trains and saves the run in `out` (whose lock the caller holds).
+
+    `run`: the `tfmoe.training.run_setup.RunSetup` of the validated config.
+    """
+    config, strategy, setup, tokenizer = run.config, run.strategy, run.distribution, run.tokenizer
     with strategy.scope():
         model = build_model(config.model, tokenizer, **config.model_overrides)
-        optimizer = make_optimizer(config.learning_rate, config.steps, config.warmup_steps, config.weight_decay)
-        jit = setup.jit_compile_for(model) if config.jit_compile == "auto" else config.jit_compile
-        compile_lm(model, optimizer, tokenizer.pad_token_id or 0, jit_compile=jit,
-                   steps_per_execution=setup.steps_per_execution)
-    epochs = config.steps // config.steps_per_epoch
+        optimizer = run.optimizer()
+        compile_lm(model, optimizer, tokenizer.pad_token_id or 0, **run.compile_options(model))
     run_config = {
-        "preset": config.model, "kind": kind, "overrides": config.model_overrides,
+        "preset": config.model, "kind": run.kind, "overrides": config.model_overrides,
         "vocabulary_size": tokenizer.vocabulary_size(), "config": model.get_config(),
         "pretrain_config": dataclasses.asdict(config)}
     config_path = os.path.join(out, "model_config.json")
@@ -230,7 +210,6 @@ def _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, 
 
     backup_dir = os.path.join(out, "backup")
     resumed_from = backup.restore_latest(model, backup_dir)
-    train = skip_consumed(train, resumed_from, config.steps_per_epoch)
     monitor = cb.TrainingMonitor(out, os.path.join(out, "logs"), config.steps_per_epoch)
     callbacks = [
         cb.NonFiniteGuard(),  # first: raises before anything saves a broken state
@@ -243,9 +222,7 @@ def _train_in(out, config, strategy, setup, kind, tokenizer, train, validation, 
                                                  write_graph=False))
     os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
     start = time.time()
-    model.fit(train, epochs=epochs, initial_epoch=resumed_from, steps_per_epoch=config.steps_per_epoch,
-              validation_data=validation, validation_steps=validation_steps, callbacks=callbacks,
-              verbose=config.verbose)
+    run.fit(model, callbacks, resumed_from=resumed_from)
     backup.save_weights_atomic(model, os.path.join(out, "model.weights.h5"))
     from tfmoe.models import save_task_preset
 

@@ -1,6 +1,6 @@
 """Tokenizer speed: steady state, start-up and batch-1 latency, side by side.
 
-    .venv/bin/python benchmarks/tokenize.py [--batch-size 1024] [--repeats 5] [--json results.json]
+    .venv/bin/python benchmarks/tokenizer.py [--batch-size 1024] [--repeats 5] [--json results.json]
 
 Compared in one process, on the Jargon File lines (`tfmoe/data/default_corpus/jargon.txt.gz`)
 with the BERT uncased vocabulary (`tests/data/bert_uncased_vocab.txt`):
@@ -34,26 +34,21 @@ processes hits them alike; the load average is printed. Prints to stdout only,
 unless `--json`.
 """
 
-import sys  # noqa: I001 (must come first)
-
-# This file shares its name with the standard library's `tokenize`: run as a
-# script, its folder would come first on sys.path and shadow that module.
-if sys.path and sys.path[0] == __file__.rpartition("/")[0]:
-    del sys.path[0]
-
-import argparse  # noqa: E402
-import gzip  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import pathlib  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import gzip
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# The repository's test data (the reference tokenizer and vocabulary); tfmoe itself is the
+# installed package.
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_text as tf_text  # noqa: E402
