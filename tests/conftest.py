@@ -36,7 +36,7 @@ BERT_TOKENIZER_JSON = TEST_DATA / "bert_uncased_tokenizer.json"
 def _reset_keras_state():
     yield
     keras.mixed_precision.set_global_policy("float32")
-    keras.utils.clear_session()
+    keras.utils.clear_session(free_memory=False)
 
 
 @pytest.fixture(scope="session")
