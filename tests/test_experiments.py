@@ -167,13 +167,15 @@ def test_finetune_on_a_tsv_with_expert_dropout(tmp_path):
     out = tmp_path / "ft"
     result = subprocess.run(
         [sys.executable, FINETUNE, f"--task={task}", "--steps=2", "--batch_size=4", "--sequence_length=16",
-         "--expert_dropout=0.4", "--verbose=2", "--strategy=cpu", f"--output_dir={out}"],
+         "--expert_dropout=0.4", "--freeze_router", "--capacity_factor=1.25", "--z_loss_weight=0.001",
+         "--verbose=2", "--strategy=cpu", f"--output_dir={out}"],
         capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["step"] == 2 and results["num_classes"] == 2
     assert 0.0 <= results["validation"]["accuracy"] <= 1.0
     assert "validation: accuracy" in result.stdout
+    assert "froze 1 routers" in result.stdout  # switch_tiny_8 encoder: layer 1 of 2 is sparse
     # The classifier, its tokenizer and label names as a keras-hub preset.
     from tfmoe.models import SwitchClassifier, load_task_preset
 
@@ -181,6 +183,8 @@ def test_finetune_on_a_tsv_with_expert_dropout(tmp_path):
     assert isinstance(classifier, SwitchClassifier)
     assert sorted(classifier.label_names) == ["noun", "verb"]
     assert classifier.preprocessor.sequence_length == 16
+    backbone = classifier.backbone
+    assert (backbone.expert_dropout, backbone.capacity_factor, backbone.z_loss_weight) == (0.4, 1.25, 0.001)
 
 
 def test_finetune_bad_task_file(tmp_path):

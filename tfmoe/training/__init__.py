@@ -5,6 +5,8 @@
   PNG plots, NaN handling (`tfmoe.training.callbacks`).
 - `PretrainConfig`, `run_pretraining`: `model.fit` pre-training, resumable
   (`tfmoe.training.pretraining`).
+- `freeze_routers`: sparse fine-tuning with fixed routing
+  (`tfmoe.training.sparse_finetuning`).
 - `backup`: atomic epoch backups, resume, run-directory lock and config check
   (`tfmoe.training.backup`).
 """
@@ -12,6 +14,7 @@
 from tfmoe.training import backup
 from tfmoe.training.callbacks import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, expert_load, moe_layers
 from tfmoe.training.pretraining import PretrainConfig, format_summary, run_pretraining
+from tfmoe.training.sparse_finetuning import freeze_routers
 from tfmoe.distribute.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "check_batch_size",
     "expert_load",
     "format_summary",
+    "freeze_routers",
     "moe_layers",
     "resolve_strategy",
     "run_pretraining",
