@@ -6,7 +6,8 @@
 
 writes `saved_models/NAME/VERSION/` (see docs/serving.md). `--preset` takes any keras-hub
 preset directory of a tfmoe task (what `pretrain.py` and `finetune.py` write to
-`OUTPUT_DIR/preset/`: model, tokenizer and, for classifiers, label names); `--model` a
+`OUTPUT_DIR/preset/`: model, tokenizer and, for classifiers, label names; and what
+`python -m tfmoe.convert` writes from a Hugging Face Switch checkpoint); `--model` a
 `.keras` file with `--vocabulary`. The model kind (classifier, decoder LM,
 encoder-decoder) is read from the saved model.
 """
@@ -74,8 +75,12 @@ def export():
 
     if FLAGS.preset is not None:
         model = tfmoe.models.load_task_preset(FLAGS.preset)
-        # The preset's tokenizer (vocabulary and options as in training).
-        tokenizer = model.preprocessor.tokenizer.wordpiece
+        # The preset's tokenizer layer (WordPiece vocabulary and options as in training,
+        # or a converted checkpoint's T5 SentencePiece model).
+        preset_tokenizer = model.preprocessor.tokenizer
+        tokenizer = getattr(preset_tokenizer, "wordpiece", None)
+        if tokenizer is None:
+            tokenizer = preset_tokenizer.sentencepiece
     else:
         try:
             model = keras.saving.load_model(FLAGS.model)

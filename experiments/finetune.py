@@ -4,10 +4,16 @@
         --expert_dropout=0.4 --output_dir=runs/wordnet
     python experiments/finetune.py --task=train.tsv --validation_task=dev.tsv ...   # columns text, label
     python experiments/finetune.py --task=tfds:imdb_reviews ...                     # supervised TFDS
+    python experiments/finetune.py --task=wordnet --freeze_router --capacity_factor=1.25 \
+        --z_loss_weight=0.001 --expert_dropout=0.4 ...        # ST-MoE sparse fine-tuning
 
 `--init_from=DIR` starts from a pretrained keras-hub preset directory of a seq2seq model
 (`pretrain.py`'s `OUTPUT_DIR/preset/`): its token embedding and encoder weights, matched by
-name (`tfmoe.models.init_backbone_from_preset`), and its vocabulary. The run ends by writing
+name (`tfmoe.models.init_backbone_from_preset`), and its vocabulary. A converted Hugging Face
+checkpoint's preset (`python -m tfmoe.convert`) also gives the architecture (its encoder
+half, instead of `--model`'s) and its T5 SentencePiece tokenizer.
+Sparse fine-tuning (ST-MoE): `--freeze_router --capacity_factor=1.25 --expert_dropout=0.4
+--z_loss_weight=0.001`. The run ends by writing
 the classifier, its tokenizer and label names as a keras-hub preset in `OUTPUT_DIR/preset/`
 (`tfmoe.models.load_task_preset`, `experiments/export.py --preset`). Resumable like pretrain.py (epoch backups, `tfmoe.training.backup`).
 Tasks: `wordnet` (WordNet supersenses, 45 classes; the bundled subset of the glosses, or
@@ -44,6 +50,11 @@ flags.DEFINE_integer("sequence_length", 64, "tokens per example", lower_bound=1)
 flags.DEFINE_float("learning_rate", 5e-4, "peak learning rate")
 flags.DEFINE_float("dropout", 0.1, "dropout")
 flags.DEFINE_float("expert_dropout", 0.4, "dropout inside the experts (Switch paper fine-tuning: 0.4)")
+flags.DEFINE_bool("freeze_router", False, "keep the MoE routers fixed (ST-MoE fine-tuning)")
+flags.DEFINE_float("capacity_factor", None,
+                   "training capacity factor (default: the preset's; ST-MoE: 1.25)", lower_bound=0.0)
+flags.DEFINE_float("z_loss_weight", None,
+                   "router z-loss weight (default: the preset's; ST-MoE: 0.001)", lower_bound=0.0)
 flags.DEFINE_enum("strategy", "auto", ["auto", "cpu", "gpu", "mirrored", "tpu", "multi_worker"], "strategy")
 flags.DEFINE_integer("cpu_replicas", 1, "split the CPU into this many logical devices", lower_bound=1)
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16")
@@ -144,12 +155,18 @@ def run():
         raise ValueError(f"--steps={FLAGS.steps} must be a multiple of --steps_per_epoch={spe}")
     if get_preset(FLAGS.model)["kind"] != "seq2seq":
         raise ValueError(f"--model={FLAGS.model} is not a seq2seq preset (the classifier uses an encoder)")
+    from tfmoe.models.switch_sentencepiece_tokenizer import SPIECE_FILE
     from tfmoe.models.switch_tokenizer import VOCABULARY_FILE
 
+    # A converted checkpoint's preset (`python -m tfmoe.convert`) brings its T5 tokenizer.
+    converted = bool(FLAGS.init_from) and os.path.isfile(
+        os.path.join(FLAGS.init_from, "assets", "tokenizer", SPIECE_FILE))
     vocabulary = FLAGS.vocabulary or (
         os.path.join(FLAGS.init_from, "assets", "tokenizer", VOCABULARY_FILE) if FLAGS.init_from
         else DEFAULT_VOCABULARY)
-    if not os.path.isfile(vocabulary):
+    if converted and FLAGS.vocabulary:
+        raise ValueError("--vocabulary does not apply to a converted preset (it has its SentencePiece model)")
+    if not converted and not os.path.isfile(vocabulary):
         raise FileNotFoundError(f"vocabulary file not found: {vocabulary}")
     check_output_dir(FLAGS.output_dir)
     # The strategy first: MultiWorkerMirroredStrategy must exist before other TensorFlow calls.
@@ -158,7 +175,14 @@ def run():
     setup = configure(strategy, global_batch_size=FLAGS.batch_size,
                       mixed_precision="mixed_bfloat16" if FLAGS.mixed_precision else "auto")
     keras.utils.set_random_seed(FLAGS.seed)
-    tokenizer = make_tokenizer(vocabulary)
+    preset_tokenizer = None
+    if converted:
+        import keras_hub
+
+        preset_tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(FLAGS.init_from)
+        tokenizer = preset_tokenizer.sentencepiece  # texts end with `</s>`, as in T5
+    else:
+        tokenizer = make_tokenizer(vocabulary)
     train, validation, test, label_names = load_task(FLAGS.task, FLAGS.validation_task,
                                                      FLAGS.wordnet_glosses)
 
@@ -179,25 +203,42 @@ def run():
     make_output_dir(out)
     with backup.RunDirectoryLock(out):
         train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_batches,
-                           validation_batches, None if test is None else batches(test, False))
+                           validation_batches, None if test is None else batches(test, False),
+                           preset_tokenizer)
 
 
 def train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_batches, validation_batches,
-                       test_batches):
-    """Builds (or resumes) the classifier in `out`, trains, evaluates and writes results.json."""
+                       test_batches, preset_tokenizer=None):
+    """Builds (or resumes) the classifier in `out`, trains, evaluates and writes results.json.
+
+    `preset_tokenizer`: the keras-hub tokenizer of a converted `--init_from` preset, whose
+    architecture the classifier then takes (its encoder half) instead of `--model`'s.
+    """
     import keras
 
-    from tfmoe.models import SwitchClassifier, init_backbone_from_preset, save_task_preset
-    from tfmoe.training import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, backup
+    from tfmoe.models import (SwitchBackbone, SwitchClassifier, encoder_only_config,
+                              init_backbone_from_preset, save_task_preset)
+    from tfmoe.training import (NonFiniteGuard, NonFiniteLossError, TrainingMonitor, backup,
+                                freeze_routers)
     from tfmoe.training.pretraining import make_optimizer, skip_consumed
 
-    options = dict(vocabulary_size=tokenizer.vocabulary_size(), pad_token_id=tokenizer.pad_token_id or 0,
-                   dropout=FLAGS.dropout, expert_dropout=FLAGS.expert_dropout)
+    options = dict(dropout=FLAGS.dropout, expert_dropout=FLAGS.expert_dropout)
+    if preset_tokenizer is None:
+        options.update(vocabulary_size=tokenizer.vocabulary_size(), pad_token_id=tokenizer.pad_token_id or 0)
+    for name in ("capacity_factor", "z_loss_weight"):
+        if getattr(FLAGS, name) is not None:
+            options[name] = getattr(FLAGS, name)
     with strategy.scope():
-        model = SwitchClassifier.from_preset(FLAGS.model, num_classes=len(label_names), **options)
+        if preset_tokenizer is None:
+            model = SwitchClassifier.from_preset(FLAGS.model, num_classes=len(label_names), **options)
+        else:
+            backbone = SwitchBackbone(**{**encoder_only_config(FLAGS.init_from), **options})
+            model = SwitchClassifier(backbone, num_classes=len(label_names))
         if FLAGS.init_from:
             init_backbone_from_preset(model.backbone, FLAGS.init_from)
             print(f"initialised the embedding and encoder from {FLAGS.init_from}")
+        if FLAGS.freeze_router:
+            print(f"froze {freeze_routers(model)} routers")
         model.compile(optimizer=make_optimizer(FLAGS.learning_rate, FLAGS.steps, 50, 0.01),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -218,7 +259,7 @@ def train_and_evaluate(out, spe, strategy, setup, tokenizer, label_names, train_
     preset_dir = os.path.join(out, "preset")
     shutil.rmtree(preset_dir, ignore_errors=True)
     save_task_preset(model, preset_dir, tokenizer.get_vocabulary(), FLAGS.sequence_length,
-                     label_names=label_names)
+                     label_names=label_names, tokenizer=preset_tokenizer)
     results = {"step": int(model.optimizer.iterations.numpy()), "num_classes": len(label_names),
                "validation": model.evaluate(validation_batches, verbose=0, return_dict=True)}
     if test_batches is not None:

@@ -75,5 +75,32 @@ def test_decoder_start_id_from_generation_config(tmp_path):
 def test_missing_files_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         read_hf_config(tmp_path)
-    with pytest.raises(SystemExit):
-        main(["--hf_dir", str(tmp_path), "--output", str(tmp_path / "model.h5")])
+    assert main(["--hf_dir", str(tmp_path), "--output", str(tmp_path / "preset")]) == 2
+
+
+def test_unknown_fields_are_named():
+    with pytest.raises(ValueError, match="`moe_layer_type`, `scale_attention`"):
+        _arguments(scale_attention=True, moe_layer_type="x")
+
+
+def test_fields_without_effect_are_ignored_with_a_log_line(caplog):
+    with caplog.at_level("INFO", logger="tfmoe.convert"):
+        args = _arguments(**SWITCH_BASE_8, architectures=["X"], use_cache=True,
+                          initializer_factor=2.0, max_length=20)
+    ignored = [r.getMessage() for r in caplog.records if "Ignoring" in r.getMessage()]
+    assert ignored == ["Ignoring config.json fields that do not change inference: "
+                       "architectures, initializer_factor, max_length, use_cache"]
+    assert args["hidden_dim"] == 768
+
+
+@pytest.mark.parametrize("field,value", [
+    ("router_type", "experts_choose"), ("num_selected_experts", 2),
+    ("batch_prioritized_routing", True), ("is_gated_act", True), ("hidden_size", 512)])
+def test_routing_and_gating_fields_tfmoe_cannot_reproduce_are_named(field, value):
+    with pytest.raises(ValueError, match=f"`{field}`"):
+        _arguments(**{field: value})
+
+
+def test_router_ignore_padding_tokens_is_kept():
+    assert _arguments(router_ignore_padding_tokens=True)["router_ignore_padding_tokens"] is True
+    assert _arguments()["router_ignore_padding_tokens"] is False

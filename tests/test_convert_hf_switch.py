@@ -22,12 +22,15 @@ from tfmoe.models import SwitchTransformer
 
 VOCAB = 67
 
+# Random configs, each model exactly as transformers builds it (transformers 5: with
+# `tie_word_embeddings=False` the encoder, decoder and lm_head have weights of their own).
 CONFIGS = {
     # 4 experts; encoder step 3 (layer 1 of 3), decoder step 2 (layer 1 of 2); tied.
     "tied_e4": dict(num_experts=4, num_layers=3, num_decoder_layers=2,
                     num_sparse_encoder_layers=1, num_sparse_decoder_layers=1,
                     tie_word_embeddings=True),
-    # 8 experts in every layer, deeper decoder, untied lm head, gelu, sharded files.
+    # 8 experts in every layer, deeper decoder, untied (separate input embeddings),
+    # gelu, sharded files.
     "untied_e8_every_layer_sharded": dict(
         num_experts=8, num_layers=2, num_decoder_layers=3, num_sparse_encoder_layers=2,
         num_sparse_decoder_layers=3, tie_word_embeddings=False, dense_act_fn="gelu"),
@@ -37,26 +40,42 @@ CONFIGS = {
         num_experts=2, num_layers=4, num_decoder_layers=1, num_sparse_encoder_layers=2,
         num_sparse_decoder_layers=1, tie_word_embeddings=False,
         relative_attention_num_buckets=8, relative_attention_max_distance=12),
+    # transformers' edge patterns: 0 sparse encoder layers of 3 -> step 3 -> layer 1 is
+    # sparse; 3 sparse decoder layers of 2 -> step 0 -> none. Tied, other special ids.
+    "edge_sparse_steps_special_ids": dict(
+        num_experts=3, num_layers=3, num_decoder_layers=2, num_sparse_encoder_layers=0,
+        num_sparse_decoder_layers=3, tie_word_embeddings=True, pad_token_id=3,
+        eos_token_id=2, decoder_start_token_id=3, layer_norm_epsilon=1e-5),
+    # Padding kept out of the routers (transformers does not read the option: logits
+    # match at real tokens), silu, 4 heads.
+    "ignore_padding_silu": dict(
+        num_experts=4, num_layers=2, num_decoder_layers=2, num_sparse_encoder_layers=2,
+        num_sparse_decoder_layers=1, tie_word_embeddings=False, dense_act_fn="silu",
+        router_ignore_padding_tokens=True, num_heads=4, d_kv=6),
+    # Training-only options set (jitter, dropout, loss weights): off at inference.
+    "jitter_dropout_e6": dict(
+        num_experts=6, num_layers=2, num_decoder_layers=4, num_sparse_encoder_layers=1,
+        num_sparse_decoder_layers=2, tie_word_embeddings=True, router_jitter_noise=0.3,
+        dropout_rate=0.2, router_z_loss_coef=0.01, router_aux_loss_coef=0.02),
 }
 SHARDED = {"untied_e8_every_layer_sharded"}
+GENERATION_CONFIGS = ("tied_e4", "untied_e8_every_layer_sharded", "edge_sparse_steps_special_ids")
 
 
 def save_hf_model(directory, seed=0, max_shard_size=None, **config):
     """Saves a random float32 HF Switch model (every weight perturbed so that norm
-    scales and routers are not at their initial values); returns the torch model."""
+    scales and routers are not at their initial values); returns the torch model,
+    in eval mode, as transformers builds it."""
     torch.manual_seed(seed)
     hf_config = transformers.SwitchTransformersConfig(**{
         **dict(vocab_size=VOCAB, d_model=24, d_kv=5, d_ff=20, num_heads=3,
-               expert_capacity=10_000, dropout_rate=0.0, router_jitter_noise=0.0),
+               expert_capacity=10_000, dropout_rate=0.0, router_jitter_noise=0.0,
+               decoder_start_token_id=0),
         **config})
     model = transformers.SwitchTransformersForConditionalGeneration(hf_config).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1.0 + 0.5 * torch.randn_like(p)).add_(0.05 * torch.randn_like(p))
-        # transformers 5 unties the stacks' input embeddings along with the lm head;
-        # the released checkpoints (and tfmoe) share one input embedding.
-        for stack in (model.encoder, model.decoder):
-            stack.embed_tokens.weight.copy_(model.shared.weight)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(directory, **kwargs)
     return model
@@ -67,9 +86,9 @@ def make_inputs(seed=1, batch=3, source=30, target=17):
     enc_len = np.array([[source], [source - 7], [9]])[:batch]
     dec_len = np.array([[target], [target - 5], [4]])[:batch]
     return {
-        "encoder_token_ids": rng.integers(2, VOCAB, (batch, source)),
+        "encoder_token_ids": rng.integers(4, VOCAB, (batch, source)),
         "encoder_padding_mask": np.arange(source)[None] < enc_len,
-        "decoder_token_ids": rng.integers(2, VOCAB, (batch, target)),
+        "decoder_token_ids": rng.integers(4, VOCAB, (batch, target)),
         "decoder_padding_mask": np.arange(target)[None] < dec_len,
     }
 
@@ -84,19 +103,39 @@ def hf_logits(model, inputs):
     return out.logits.numpy()
 
 
-def _max_abs_diff(tf_model, hf_model, inputs):
+def _max_abs_diff(tf_model, hf_model, inputs, real_tokens_only=False):
+    """Largest logit difference; over the real (unpadded) decoder positions only when
+    `real_tokens_only`."""
     got = np.asarray(tf_model(inputs, training=False))
     want = hf_logits(hf_model, inputs)
     assert got.shape == want.shape
-    return float(np.max(np.abs(got - want)))
+    diff = np.abs(got - want)
+    if real_tokens_only:
+        diff = diff[np.asarray(inputs["decoder_padding_mask"], bool)]
+    return float(np.max(diff))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """`converted(name) -> (hf_model, tfmoe_model)`, each config converted once."""
+    cache = {}
+
+    def convert(name):
+        if name not in cache:
+            directory = tmp_path_factory.mktemp(name)
+            hf_model = save_hf_model(
+                directory, seed=sorted(CONFIGS).index(name),
+                max_shard_size="20KB" if name in SHARDED else None, **CONFIGS[name])
+            assert (directory / "model.safetensors.index.json").exists() == (name in SHARDED)
+            cache[name] = hf_model, from_hf_switch(directory)
+        return cache[name]
+
+    return convert
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_converted_logits_match_hugging_face(tmp_path, name):
-    hf_model = save_hf_model(tmp_path, max_shard_size="20KB" if name in SHARDED else None,
-                             **CONFIGS[name])
-    assert (tmp_path / "model.safetensors.index.json").exists() == (name in SHARDED)
-    model = from_hf_switch(tmp_path)
+def test_converted_logits_match_hugging_face(converted, name):
+    hf_model, model = converted(name)
     assert isinstance(model, SwitchTransformer) and model.preprocessor is None
     hf, backbone = hf_model.config, model.backbone
     assert backbone.num_experts == hf.num_experts
@@ -105,52 +144,52 @@ def test_converted_logits_match_hugging_face(tmp_path, name):
     assert backbone.decoder.sparse_layers == [
         i for i, b in enumerate(hf_model.decoder.block) if b.is_sparse]
     assert backbone.tie_embeddings == hf.tie_word_embeddings
-    assert not backbone.router_ignore_padding_tokens
-    diff = _max_abs_diff(model, hf_model, make_inputs())
+    # transformers 5 gives untied models one input embedding per stack.
+    assert backbone.separate_input_embeddings == (not hf.tie_word_embeddings)
+    assert backbone.router_ignore_padding_tokens == hf.router_ignore_padding_tokens
+    diff = _max_abs_diff(model, hf_model, make_inputs(),
+                         real_tokens_only=hf.router_ignore_padding_tokens)
     print(f"{name}: max abs logit difference {diff:.2e}")
     assert diff <= 1e-4
 
 
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("hf_switch")
-    model = save_hf_model(directory, **CONFIGS["tied_e4"])
-    return directory, model
-
-
-def test_cli_writes_a_loadable_keras_file(hf_dir, tmp_path):
-    import keras
-
-    directory, hf_model = hf_dir
-    output = tmp_path / "model.keras"
-    assert main(["--hf_dir", str(directory), "--output", str(output)]) == 0
-    loaded = keras.saving.load_model(output)
-    assert _max_abs_diff(loaded, hf_model, make_inputs(batch=2)) <= 1e-4
-
-
-def test_greedy_generation_matches_hugging_face(hf_dir):
-    directory, hf_model = hf_dir
+@pytest.mark.parametrize("name", GENERATION_CONFIGS)
+def test_greedy_generation_matches_hugging_face(converted, name):
+    hf_model, model = converted(name)
     inputs = make_inputs()
-    model = from_hf_switch(directory)
-    # use_cache=False: transformers 5.23's Switch cache breaks with unequal stack depths.
+    new_tokens = 10
+    # Both stop a row at its eos and pad it after. use_cache=False: transformers 5.23's
+    # Switch cache breaks with unequal stack depths.
     want = hf_model.generate(
         input_ids=torch.tensor(inputs["encoder_token_ids"]),
         attention_mask=torch.tensor(inputs["encoder_padding_mask"]).long(),
-        decoder_start_token_id=model.backbone.decoder_start_token_id, do_sample=False,
-        max_new_tokens=9, min_new_tokens=9, use_cache=False).numpy()
+        do_sample=False, max_new_tokens=new_tokens, use_cache=False).numpy()
+    assert want[0, 0] == model.backbone.decoder_start_token_id
     # Without a preprocessor `generate` takes the decoder prompt too: the start token,
-    # then 9 positions to generate.
+    # then the positions to generate.
     rows = inputs["encoder_token_ids"].shape[0]
-    prompt = np.zeros((rows, 10), "int32")
+    prompt = np.full((rows, new_tokens + 1), model.backbone.pad_token_id, "int32")
     prompt[:, 0] = model.backbone.decoder_start_token_id
     model.compile(sampler="greedy")
     got = model.generate(
         {"encoder_token_ids": inputs["encoder_token_ids"],
          "encoder_padding_mask": inputs["encoder_padding_mask"],
          "decoder_token_ids": prompt,
-         "decoder_padding_mask": np.arange(10)[None] < np.ones((rows, 1))},
-        stop_token_ids=None)["decoder_token_ids"]
-    np.testing.assert_array_equal(np.asarray(got), want)
+         "decoder_padding_mask": np.arange(new_tokens + 1)[None] < np.ones((rows, 1))},
+        stop_token_ids=[model.backbone.eos_token_id])["decoder_token_ids"]
+    # transformers stops when every row has ended: the rest of tfmoe's rows is padding.
+    got = np.asarray(got)
+    np.testing.assert_array_equal(got[:, :want.shape[1]], want)
+    assert (got[:, want.shape[1]:] == model.backbone.pad_token_id).all()
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory, tiny_spiece_model):
+    """A tied 4-expert checkpoint with a T5 tokenizer (what the CLI converts)."""
+    directory = tmp_path_factory.mktemp("hf_switch")
+    model = save_hf_model(directory, **CONFIGS["tied_e4"])
+    shutil.copy(tiny_spiece_model, directory / "spiece.model")
+    return directory, model
 
 
 def _copy_with(directory, tmp_path, config_changes=None, drop=(), extra=None):
@@ -187,11 +226,16 @@ def test_config_that_disagrees_with_the_weights_is_reported(hf_dir, tmp_path):
         from_hf_switch(path)
 
 
-def test_separate_stack_input_embedding_is_rejected(hf_dir, tmp_path):
+def test_different_stack_embeddings_need_separate_input_embeddings(hf_dir, tmp_path):
     directory, _ = hf_dir
-    extra = {"decoder.embed_tokens.weight": np.ones((VOCAB, 24), np.float32)}
-    with pytest.raises(ValueError, match="decoder.embed_tokens.weight.*differ"):
-        from_hf_switch(_copy_with(directory, tmp_path, extra=extra))
+    extra = {"encoder.embed_tokens.weight": np.ones((VOCAB, 24), np.float32),
+             "decoder.embed_tokens.weight": np.zeros((VOCAB, 24), np.float32),
+             "lm_head.weight": np.ones((VOCAB, 24), np.float32)}
+    path = _copy_with(directory, tmp_path, config_changes={"tie_word_embeddings": False},
+                      extra=extra)
+    assert from_hf_switch(path).backbone.separate_input_embeddings
+    with pytest.raises(ValueError, match="differ: convert with separate_input_embeddings"):
+        from_hf_switch(path, separate_input_embeddings=False)
 
 
 def test_shape_mismatch_is_reported(hf_dir, tmp_path):
@@ -202,7 +246,8 @@ def test_shape_mismatch_is_reported(hf_dir, tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("router_bias", True), ("dense_act_fn", "gated-gelu"), ("model_type", "t5")])
+    ("router_bias", True), ("dense_act_fn", "gated-gelu"), ("model_type", "t5"),
+    ("router_type", "experts_choose"), ("scale_decoder_outputs", True)])
 def test_unsupported_config_names_the_field(hf_dir, tmp_path, field, value):
     path = _copy_with(hf_dir[0], tmp_path, config_changes={field: value})
     with pytest.raises(ValueError, match=f"`{field}`"):
@@ -272,7 +317,7 @@ def test_cli_reports_a_broken_checkpoint_in_one_line(hf_dir, tmp_path, capsys, c
     directory = tmp_path / "hf"
     shutil.copytree(hf_dir[0], directory)
     break_it(directory)
-    output = tmp_path / "model.keras"
+    output = tmp_path / "preset"
     assert main(["--hf_dir", str(directory), "--output", str(output)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("python -m tfmoe.convert: error: "), errors
@@ -284,8 +329,21 @@ def test_cli_error_exits_nonzero_with_only_the_error_line(tmp_path):
     """A bad directory fails before TensorFlow is imported (no log lines either)."""
     result = subprocess.run(
         [sys.executable, "-m", "tfmoe.convert", "--hf_dir", str(tmp_path / "nowhere"),
-         "--output", str(tmp_path / "model.keras")],
+         "--output", str(tmp_path / "preset")],
         capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"python -m tfmoe.convert: error: No such directory: '{tmp_path / 'nowhere'}'."]
+
+
+def test_separate_input_embeddings_is_a_serialized_backbone_option(converted):
+    from tfmoe.models import SwitchBackbone, SwitchSeq2SeqBackbone
+
+    _, model = converted("untied_e2_short_buckets")
+    config = model.backbone.get_config()
+    assert config["separate_input_embeddings"] is True
+    rebuilt = SwitchSeq2SeqBackbone.from_config(config)
+    assert rebuilt.encoder_token_embedding is not rebuilt.token_embedding
+    assert rebuilt.count_params() == model.backbone.count_params()
+    with pytest.raises(ValueError, match="separate_input_embeddings"):
+        SwitchBackbone(VOCAB, 8, 2, 8, 1, layout="decoder_only", separate_input_embeddings=True)

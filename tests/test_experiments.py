@@ -398,11 +398,13 @@ def test_pretrain_finetune_export_serve_end_to_end(tmp_path):
     finetune = subprocess.run(
         [sys.executable, FINETUNE, f"--task={task}", "--steps=2", "--batch_size=4",
          "--sequence_length=16", "--strategy=cpu", "--verbose=2", "--expert_dropout=0.4",
+         "--freeze_router", "--capacity_factor=1.25", "--z_loss_weight=0.001",
          f"--init_from={tmp_path / 'pretrain' / 'preset'}", f"--output_dir={tmp_path / 'ft'}"],
         capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
     assert finetune.returncode == 0, finetune.stdout[-2000:] + finetune.stderr[-3000:]
     assert "initialised the embedding and encoder from" in finetune.stdout
     assert "validation: accuracy" in finetune.stdout
+    assert "froze 1 routers" in finetune.stdout  # switch_tiny_8 encoder: layer 1 of 2 is sparse
     results = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert results["step"] == 2 and results["num_classes"] == 2
     assert 0.0 <= results["validation"]["accuracy"] <= 1.0
@@ -413,6 +415,8 @@ def test_pretrain_finetune_export_serve_end_to_end(tmp_path):
     assert isinstance(classifier, SwitchClassifier)
     assert sorted(classifier.label_names) == ["noun", "verb"]
     assert classifier.preprocessor.sequence_length == 16
+    backbone = classifier.backbone
+    assert (backbone.expert_dropout, backbone.capacity_factor, backbone.z_loss_weight) == (0.4, 1.25, 0.001)
     export = subprocess.run(
         [sys.executable, EXPORT, f"--preset={tmp_path / 'ft' / 'preset'}", "--name=clf",
          f"--output_dir={tmp_path / 'served'}", "--sequence_length=16", "--jit_compile=false"],

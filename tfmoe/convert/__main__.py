@@ -1,11 +1,13 @@
-"""CLI: `python -m tfmoe.convert --hf_dir DIR --output model.keras [--eval_capacity_factor F]`.
+"""CLI: `python -m tfmoe.convert --hf_dir DIR --output PRESET_DIR [options]`.
 
-Converts a Hugging Face `SwitchTransformersForConditionalGeneration` directory into a
-`tfmoe.models.SwitchTransformer` (`SwitchSeq2SeqLM`) and saves it as a Keras file (load it with
-`keras.saving.load_model` after `import tfmoe`).
+Converts a Hugging Face `SwitchTransformersForConditionalGeneration` directory (config,
+safetensors weights, T5 `spiece.model`) into a keras-hub preset directory of a
+`tfmoe.models.SwitchSeq2SeqLM` (config, weights, tokenizer), with a progress bar per
+tensor. Load it with `SwitchSeq2SeqLM.from_preset(PRESET_DIR)`.
 """
 
 import argparse
+import logging
 import os
 import sys
 
@@ -17,32 +19,63 @@ def main(argv=None):
     for a bad checkpoint directory or output path)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Convert a Hugging Face Switch Transformers checkpoint to tfmoe.")
+        description="Convert a Hugging Face Switch Transformers checkpoint to a tfmoe "
+                    "keras-hub preset directory.")
     parser.add_argument("--hf_dir", required=True,
-                        help="directory with config.json and (sharded) safetensors")
-    parser.add_argument("--output", required=True, help="output .keras file")
+                        help="directory with config.json, (sharded) safetensors and "
+                             "spiece.model")
+    parser.add_argument("--output", required=True,
+                        help="preset directory to write (must not exist or be empty)")
     parser.add_argument("--eval_capacity_factor", type=float, default=None,
                         help="inference capacity factor (default: num_experts, no drops)")
+    parser.add_argument("--encoder_sequence_length", type=int, default=512,
+                        help="preprocessor encoder length")
+    parser.add_argument("--decoder_sequence_length", type=int, default=128,
+                        help="preprocessor decoder length (generate's default max_length)")
     args = parser.parse_args(argv)
-    if not args.output.endswith(".keras"):
-        parser.error(f"--output must end with .keras, got {args.output!r}")
-    output_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(output_dir):
-        return fail(f"--output directory does not exist: {output_dir}")
+    output = os.path.abspath(args.output)
+    if not os.path.isdir(os.path.dirname(output)):
+        return fail(f"--output parent directory does not exist: {os.path.dirname(output)}")
+    if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
+        return fail(f"--output exists and is not an empty directory: {args.output}")
 
-    from tfmoe.convert.hf_switch import from_hf_switch
+    from tfmoe.convert.preset import hf_switch_to_preset
 
+    _log_to_stdout()
     overrides = {}
     if args.eval_capacity_factor is not None:
         overrides["eval_capacity_factor"] = args.eval_capacity_factor
     try:
-        model = from_hf_switch(args.hf_dir, **overrides)
-        model.save(args.output)
+        model = hf_switch_to_preset(
+            args.hf_dir, args.output, encoder_sequence_length=args.encoder_sequence_length,
+            decoder_sequence_length=args.decoder_sequence_length, progress=True, **overrides)
     except (ValueError, OSError) as error:  # OSError: FileNotFoundError, unwritable output
         return fail(str(error).strip().splitlines()[0] if str(error).strip()
                     else type(error).__name__)
-    print(f"Saved {model.count_params():,} parameters to {args.output}")
+    print(f"Saved {model.count_params():,} parameters and the tokenizer to {args.output}")
     return 0
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to the current `sys.stdout` (looked up per record, as the progress bar does)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        del value  # always the current sys.stdout
+
+
+def _log_to_stdout():
+    """The converter's log lines (ignored config fields) on stdout, with the progress bar."""
+    logger = logging.getLogger("tfmoe.convert")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        handler = _StdoutHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 def fail(message):

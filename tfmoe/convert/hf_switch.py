@@ -11,11 +11,24 @@ Behaviour differences handled here:
     `eval_capacity_factor = num_experts`, so inference never drops a token (it then
     matches Hugging Face whenever Hugging Face drops none either); `capacity_factor`
     (training) keeps the tfmoe default. Override either through `**overrides`.
-  - Padding: Hugging Face routes padding tokens, so the converted model uses
-    `router_ignore_padding_tokens=False` and matches it at padded positions too.
+  - Padding: `router_ignore_padding_tokens` is taken from the config. transformers'
+    router does not read it (it routes padding tokens): with `true` the logits at real
+    tokens match and those at padded positions differ.
+  - Input embeddings: transformers ties the stacks' input embeddings and the output
+    matrix to `shared.weight` when `tie_word_embeddings` is true; when it is false
+    (transformers 5) the encoder, the decoder and `lm_head` have weights of their own,
+    and the converted model gets `separate_input_embeddings=True` when the two stacks'
+    differ.
+  - Jitter and dropout only act in training (`fit`), never at inference.
+
+Config fields: every `config.json` field is either mapped, checked (values tfmoe or
+transformers cannot reproduce raise a ValueError naming the field), or listed in
+`NO_EFFECT_FIELDS` (bookkeeping and generation defaults, ignored with a log line);
+any other field raises a ValueError naming it, as it may change the computation.
 """
 
 import json
+import logging
 import os
 import re
 
@@ -31,24 +44,61 @@ HF_DEFAULTS = dict(
     router_dtype="float32", relative_attention_num_buckets=32,
     relative_attention_max_distance=128, dropout_rate=0.1, layer_norm_epsilon=1e-6,
     router_z_loss_coef=0.001, router_aux_loss_coef=0.001, dense_act_fn="relu",
-    tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, is_encoder_decoder=True)
+    tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, is_encoder_decoder=True,
+    router_ignore_padding_tokens=False, expert_capacity=64)
+
+logger = logging.getLogger("tfmoe.convert")
+
+# Fields that `switch_transformer_arguments` maps or checks.
+MAPPED_FIELDS = frozenset(HF_DEFAULTS) | {
+    "model_type", "decoder_start_token_id", "encoder_sparse_step", "decoder_sparse_step",
+    "hidden_size", "num_attention_heads", "num_hidden_layers", "is_gated_act",
+    "feed_forward_proj", "router_type", "num_selected_experts", "batch_prioritized_routing"}
+
+# Fields that do not change the converted model's inference: bookkeeping, training-only
+# options of transformers, generation defaults (`generate` takes its own arguments).
+NO_EFFECT_FIELDS = frozenset({
+    "_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype",
+    "use_cache", "add_router_probs", "output_router_logits", "initializer_factor",
+    "is_decoder", "add_cross_attention", "bos_token_id", "sep_token_id",
+    "output_hidden_states", "output_attentions", "return_dict", "torchscript",
+    "use_bfloat16", "tf_legacy_loss", "pruned_heads", "chunk_size_feed_forward",
+    "cross_attention_hidden_size", "tie_encoder_decoder", "problem_type", "id2label",
+    "label2id", "finetuning_task", "tokenizer_class", "prefix", "task_specific_params",
+    "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
+    "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p",
+    "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences",
+    "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+    "suppress_tokens", "begin_suppress_tokens", "gradient_checkpointing"})
 
 # Hugging Face `ACT2FN` names -> Keras activations with the same definition.
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu"}
 
-# Input embeddings of the two stacks: copies of `shared.weight` in the released
-# checkpoints (transformers 4 always ties them), separate weights in transformers 5
-# models saved with `tie_word_embeddings=False`. tfmoe has one input embedding.
+# Input embeddings of the two stacks: tied to `shared.weight` by transformers when
+# `tie_word_embeddings` is true (and always by transformers 4), weights of their own in
+# transformers 5 models with `tie_word_embeddings=False`.
+SHARED_EMBEDDING = "shared.weight"
 STACK_EMBEDDINGS = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 
 
-def from_hf_switch(path, **overrides):
+def input_embedding_names(checkpoint, tie_embeddings):
+    """`(encoder name, decoder name)`: the checkpoint tensors transformers embeds the
+    encoder and decoder inputs with (`shared.weight` when tied or not stored)."""
+    if tie_embeddings:
+        return SHARED_EMBEDDING, SHARED_EMBEDDING
+    return tuple(name if name in checkpoint else SHARED_EMBEDDING for name in STACK_EMBEDDINGS)
+
+
+def from_hf_switch(path, progress=False, **overrides):
     """Converts a Hugging Face Switch Transformers directory into a `SwitchTransformer`.
 
     Args:
       path: directory written by `SwitchTransformersForConditionalGeneration
         .save_pretrained`: `config.json` plus `model.safetensors` or sharded
         `model-*.safetensors` with `model.safetensors.index.json`.
+      progress: show a progress bar (`keras.utils.Progbar`) while the weights load.
       **overrides: `SwitchSeq2SeqBackbone` arguments replacing the converted ones
         (e.g. `eval_capacity_factor`, `dropout`, `dtype`,
         `router_ignore_padding_tokens=True`).
@@ -68,15 +118,30 @@ def from_hf_switch(path, **overrides):
     kwargs = switch_transformer_arguments(read_hf_config(path))
     # The files are checked before TensorFlow is imported: a bad directory fails fast.
     checkpoint = SafetensorsCheckpoint(path)
+    return build_switch_transformer(kwargs, checkpoint, progress=progress, **overrides)
+
+
+def build_switch_transformer(kwargs, checkpoint, progress=False, **overrides):
+    """A `SwitchTransformer` of `SwitchSeq2SeqBackbone` arguments `kwargs` (plus
+    `overrides`) holding the weights of `checkpoint` (`SafetensorsCheckpoint`).
+
+    An untied model gets `separate_input_embeddings` when the checkpoint's encoder and
+    decoder input embeddings differ.
+    """
     from tfmoe.models import SwitchSeq2SeqBackbone, SwitchTransformer
 
     unknown = sorted(set(overrides) - SwitchSeq2SeqBackbone.accepted_arguments()
                      - {"layout"})
     if unknown:
         raise ValueError(f"Unknown override(s) {unknown} for SwitchSeq2SeqBackbone.")
+    kwargs = dict(kwargs)
+    if not kwargs["tie_embeddings"]:
+        encoder_name, decoder_name = input_embedding_names(checkpoint, tie_embeddings=False)
+        kwargs["separate_input_embeddings"] = encoder_name != decoder_name and (
+            not np.array_equal(checkpoint.get(encoder_name), checkpoint.get(decoder_name)))
     kwargs.update(overrides)
     model = SwitchTransformer(SwitchSeq2SeqBackbone(**kwargs))
-    load_hf_weights(model, checkpoint)
+    load_hf_weights(model, checkpoint, progress=progress)
     return model
 
 
@@ -117,11 +182,16 @@ def switch_transformer_arguments(config):
     when the config stores them, else `num_layers // num_sparse_encoder_layers`
     (and the decoder equivalent; `num_layers` when there are 0 sparse layers).
 
+    Fields in `NO_EFFECT_FIELDS` are ignored (one log line lists them).
+
     Raises:
       ValueError: naming the field, for configs tfmoe cannot reproduce (`router_bias`
-        true, an activation other than relu / gelu / silu, a non encoder-decoder or
-        non `switch_transformers` model type, several eos ids).
+        true, an activation other than relu / gelu / silu, gated experts, a non
+        encoder-decoder or non `switch_transformers` model type, several eos ids,
+        routing other than transformers' top-1 token choice) and for fields neither
+        mapped nor known to have no effect.
     """
+    _check_fields(config)
     model_type = config.get("model_type", "switch_transformers")
     if model_type != "switch_transformers":
         raise ValueError(f"config field `model_type` must be 'switch_transformers', "
@@ -131,7 +201,12 @@ def switch_transformer_arguments(config):
     if config["router_bias"]:
         raise ValueError("config field `router_bias`=true is not supported: tfmoe routers "
                          "have no bias.")
-    act = config["dense_act_fn"]
+    act = config.get("feed_forward_proj", config["dense_act_fn"])
+    if config.get("is_gated_act") or str(act).startswith("gated-"):
+        raise ValueError(
+            f"config field `{'is_gated_act' if config.get('is_gated_act') else 'dense_act_fn'}`:"
+            " gated experts are not supported: transformers' SwitchTransformers builds "
+            "`wi` / `wo` experts only, so no Switch checkpoint holds gated ones.")
     if act not in ACTIVATIONS:
         raise ValueError(f"config field `dense_act_fn`={act!r} is not supported; "
                          f"supported: {sorted(ACTIVATIONS)}.")
@@ -140,6 +215,15 @@ def switch_transformer_arguments(config):
         if len(eos) != 1:
             raise ValueError(f"config field `eos_token_id`={eos}: tfmoe takes one eos id.")
         eos = eos[0]
+    for field, expected in (("router_type", "tokens_masked"), ("num_selected_experts", 1),
+                            ("batch_prioritized_routing", False)):
+        if config.get(field, expected) != expected:
+            raise ValueError(
+                f"config field `{field}`={config[field]!r} is not supported: transformers "
+                f"and tfmoe route each token to its top-1 expert ({field}={expected!r}).")
+    if config.get("hidden_size", config["d_model"]) != config["d_model"]:
+        raise ValueError(f"config field `hidden_size`={config['hidden_size']} differs from "
+                         f"`d_model`={config['d_model']}.")
     num_layers = int(config["num_layers"])
     num_decoder_layers = config["num_decoder_layers"]
     num_decoder_layers = num_layers if num_decoder_layers is None else int(num_decoder_layers)
@@ -169,11 +253,29 @@ def switch_transformer_arguments(config):
         z_loss_weight=float(config["router_z_loss_coef"]),
         router_dtype=config["router_dtype"],
         eval_capacity_factor=float(max(num_experts, 1)),
-        router_ignore_padding_tokens=False,
+        router_ignore_padding_tokens=bool(config["router_ignore_padding_tokens"]),
         pad_token_id=pad,
         eos_token_id=int(eos),
         decoder_start_token_id=pad if start is None else int(start),
     )
+
+
+def _check_fields(config):
+    """Logs the `NO_EFFECT_FIELDS` of `config`; raises naming fields that are not known."""
+    unknown = sorted(set(config) - MAPPED_FIELDS - NO_EFFECT_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"config field(s) {', '.join(f'`{name}`' for name in unknown)} are unknown to "
+            "the converter and may change the computation: remove them from config.json "
+            "if they do not.")
+    ignored = sorted(set(config) & NO_EFFECT_FIELDS)
+    if ignored:
+        logger.info("Ignoring config.json fields that do not change inference: %s",
+                    ", ".join(ignored))
+    if "expert_capacity" in config:
+        logger.info("config.json expert_capacity=%s (tokens per expert and sequence) is "
+                    "replaced by eval_capacity_factor=num_experts: no token is dropped.",
+                    config["expert_capacity"])
 
 
 def _sparse_step(config, stack, num_layers):
@@ -183,13 +285,19 @@ def _sparse_step(config, stack, num_layers):
     return num_layers // num_sparse if num_sparse > 0 else num_layers
 
 
-def hf_weight_plan(model):
+def hf_weight_plan(model, input_embeddings=(SHARED_EMBEDDING, SHARED_EMBEDDING)):
     """Yields `(variable, hf_names, convert)` for every weight of a `SwitchTransformer`.
+
+    `input_embeddings`: the checkpoint names of the encoder and decoder input
+    embeddings (`input_embedding_names`).
 
     Weight paths, `tfmoe` <- Hugging Face (kernels are `[in, out]`: transpose the
     PyTorch `Linear.weight`; `{s}` is `encoder` or `decoder`, `{i}` the layer, `{f}`
     the feed-forward sublayer, 1 in the encoder and 2 in the decoder):
-      backbone/token_embedding/embeddings          <- shared.weight
+      backbone/token_embedding/embeddings          <- shared.weight (tied), else
+                                                      decoder.embed_tokens.weight
+      backbone/encoder_token_embedding/embeddings  <- encoder.embed_tokens.weight
+                                                      (separate_input_embeddings only)
       backbone/token_embedding/reverse_embeddings  <- lm_head.weight.T (untied only)
       backbone/{s}/relative_position_bias/embeddings <- {s}.block.0.layer.0.SelfAttention
                                                       .relative_attention_bias.weight
@@ -219,7 +327,10 @@ def hf_weight_plan(model):
     -> `[E, in, out]`).
     """
     backbone = model.backbone
-    yield backbone.token_embedding.embeddings, ["shared.weight"], _copy
+    encoder_name, decoder_name = input_embeddings
+    yield backbone.token_embedding.embeddings, [decoder_name], _copy
+    if backbone.separate_input_embeddings:
+        yield backbone.encoder_token_embedding.embeddings, [encoder_name], _copy
     if not backbone.tie_embeddings:
         yield backbone.token_embedding.reverse_embeddings, ["lm_head.weight"], _linear
     for s, stack in (("encoder", backbone.encoder), ("decoder", backbone.decoder)):
@@ -253,22 +364,29 @@ def hf_weight_plan(model):
                     yield getattr(ff, w), [f"{f}.mlp.{w}.weight"], _linear
 
 
-def load_hf_weights(model, checkpoint):
+def load_hf_weights(model, checkpoint, progress=False):
     """Assigns every weight of `model` from `checkpoint` (`SafetensorsCheckpoint`).
 
-    All names are checked before anything is read. `{encoder,decoder}.embed_tokens
-    .weight`, when stored, must equal `shared.weight` (tfmoe shares one input
-    embedding); `lm_head.weight` of a tied model is ignored, as Hugging Face ties it.
+    All names are checked before anything is read. Tensors transformers does not use
+    are ignored: with tied embeddings the stacks' input embeddings and `lm_head.weight`
+    (tied to `shared.weight`), untied `shared.weight` when both stacks have their own.
+    `progress`: a `keras.utils.Progbar` advancing per tensor assigned.
 
     Raises:
       ValueError: listing checkpoint weights the model has no place for and model
         weights the checkpoint lacks, listing shape mismatches or tensors holding NaN
-        or Inf (a corrupted file), or naming a stack input embedding that differs
-        from `shared.weight`.
+        or Inf (a corrupted file), or when the stacks' input embeddings differ but the
+        model has no `separate_input_embeddings`.
     """
-    plan = list(hf_weight_plan(model))
+    backbone = model.backbone
+    input_embeddings = input_embedding_names(checkpoint, backbone.tie_embeddings)
+    if not backbone.separate_input_embeddings:
+        _check_one_input_embedding(checkpoint, *input_embeddings)
+    plan = list(hf_weight_plan(model, input_embeddings))
     needed = [name for _, names, _ in plan for name in names]
-    ignored = set(STACK_EMBEDDINGS) | ({"lm_head.weight"} if model.backbone.tie_embeddings else set())
+    ignored = {SHARED_EMBEDDING, *STACK_EMBEDDINGS}
+    if backbone.tie_embeddings:
+        ignored.add("lm_head.weight")
     available = set(checkpoint.keys())
     missing = sorted(set(needed) - available)
     unmapped = sorted(available - set(needed) - ignored)
@@ -278,7 +396,14 @@ def load_hf_weights(model, checkpoint):
             f"(check config.json{_num_experts_hint(model, available)}): "
             f"{_listing('missing', missing)}; {_listing('unmapped', unmapped)}.")
     mismatches, non_finite = [], []
-    for variable, names, convert in plan:
+    bar = None
+    if progress:
+        import keras
+
+        bar = keras.utils.Progbar(len(plan), unit_name="tensor")
+    for step, (variable, names, convert) in enumerate(plan):
+        if bar is not None:
+            bar.update(step)
         arrays = [checkpoint.get(name) for name in names]
         non_finite.extend(name for name, array in zip(names, arrays) if not _all_finite(array))
         value = convert(arrays)
@@ -287,13 +412,14 @@ def load_hf_weights(model, checkpoint):
                               f"{tuple(variable.shape)}")
             continue
         variable.assign(value.astype(variable.dtype))
+    if bar is not None:
+        bar.update(len(plan), finalize=True)
     if mismatches:
         raise ValueError("Weight shape mismatch (checkpoint shape -> tfmoe variable): "
                          + "; ".join(mismatches))
     if non_finite:
         raise ValueError("Checkpoint weights hold NaN or Inf values (a corrupted file?): "
                          f"{_listing('non-finite', sorted(non_finite))}.")
-    _check_stack_embeddings(checkpoint)
 
 
 def _all_finite(array):
@@ -310,14 +436,14 @@ def _num_experts_hint(model, checkpoint_names):
     return f": num_experts={model.backbone.num_experts} but the checkpoint has {max(experts) + 1} experts"
 
 
-def _check_stack_embeddings(checkpoint):
-    stored = [name for name in STACK_EMBEDDINGS if name in checkpoint]
-    shared = checkpoint.get("shared.weight") if stored else None
-    different = [name for name in stored if not np.array_equal(checkpoint.get(name), shared)]
-    if different:
+def _check_one_input_embedding(checkpoint, encoder_name, decoder_name):
+    if encoder_name == decoder_name or encoder_name not in checkpoint or (
+            decoder_name not in checkpoint):
+        return
+    if not np.array_equal(checkpoint.get(encoder_name), checkpoint.get(decoder_name)):
         raise ValueError(
-            f"{different} differ from shared.weight: separate encoder / decoder input "
-            "embeddings are not supported (tfmoe shares one input embedding).")
+            f"{encoder_name} and {decoder_name} differ: convert with "
+            "separate_input_embeddings=True.")
 
 
 def _listing(label, names, limit=20):

@@ -29,7 +29,8 @@ class ExportOptions:
       label_names: class names of a classifier (`label` output; default: the
         classifier's `label_names`, else "0", "1", ...).
       eos_token_id: end-of-text / stop id (the tokenizer's `[SEP]` by default, as in
-        the `tfmoe.data` pipelines; else `model.backbone.eos_token_id`).
+        the `tfmoe.data` pipelines; else its `eos_token_id` (T5 SentencePiece: `</s>`),
+        else `model.backbone.eos_token_id`).
       jit_compile: run the model part under XLA; "auto" = when a probe compiles.
       version: integer sub-directory (`path/version/`), or None to write to `path`.
       max_batch_rows: most strings per request; a larger request is refused with an
@@ -81,8 +82,12 @@ def resolve_options(model, tokenizer, kind, *, sequence_length=DEFAULT_SEQUENCE_
     elif label_names is not None:
         raise ValueError("`label_names` is only for classifiers.")
     if eos_token_id is None:
-        eos_token_id = tokenizer.sep_token_id
-        eos_token_id = model.backbone.eos_token_id if eos_token_id is None else eos_token_id
+        for candidate in (getattr(tokenizer, "sep_token_id", None),
+                          getattr(tokenizer, "eos_token_id", None),
+                          model.backbone.eos_token_id):
+            if candidate is not None:
+                eos_token_id = candidate
+                break
     if not 0 <= int(eos_token_id) < model.backbone.vocabulary_size:
         raise ValueError(f"`eos_token_id` ({eos_token_id}) is outside the model vocabulary.")
     if jit_compile == "auto":

@@ -38,8 +38,9 @@ def export_saved_model(model, tokenizer, path, **task_options):
 
     Args:
       model: a built `tfmoe.models` SwitchClassifier, SwitchDecoderLM or SwitchTransformer.
-      tokenizer: `tfmoe.tokenize.WordpieceTokenizer` (ragged output: leave its
-        `sequence_length` unset; truncation is `sequence_length` below).
+      tokenizer: `tfmoe.tokenize.WordpieceTokenizer` or `SentencePieceTokenizer`
+        (ragged output: leave its `sequence_length` unset and, for SentencePiece,
+        `add_eos` off; truncation is `sequence_length` below).
       path: output directory (`saved_models/NAME`, with `version`, or the version dir).
       **task_options: see `tfmoe.export.options.ExportOptions`: `sequence_length`
         (128), `max_new_tokens` (32), `target_sequence_length`, `label_names`,
@@ -67,6 +68,8 @@ def export_saved_model(model, tokenizer, path, **task_options):
     tokenizer.detokenize(tf.zeros([1, 1], tf.int32))
     archive = keras.export.ExportArchive()
     archive.track(model)
+    # The tokenizer's TF resources (the SentencePiece model) go into the SavedModel.
+    archive.track(tokenizer)
     # `serving_default` first: ExportArchive makes the first endpoint the default.
     signatures = build_signatures(model, tokenizer, options)
     for name in sorted(signatures, key=lambda n: n != "serving_default"):

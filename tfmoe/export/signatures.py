@@ -83,7 +83,7 @@ def _encoder_embedding(model):
     """`(ids, mask) -> mean-pooled encoder states float32 [batch, hidden]`."""
     def embed(ids, mask):
         backbone = model.backbone
-        hidden = backbone.encoder(backbone.token_embedding(ids), padding_mask=mask,
+        hidden = backbone.encoder(backbone.encoder_token_embedding(ids), padding_mask=mask,
                                   training=False)
         return scoring.masked_mean(hidden, mask)
     return embed
@@ -91,7 +91,9 @@ def _encoder_embedding(model):
 
 def _classifier(model, tokenizer, options):
     text_rules = _Text(model, tokenizer, options)
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    # T5 SentencePiece has no class token, and ends inputs with its eos.
+    cls = getattr(tokenizer, "cls_token_id", None)
+    sep = getattr(tokenizer, "sep_token_id", getattr(tokenizer, "eos_token_id", None))
     prefix, suffix = tuple(i for i in (cls,) if i is not None), tuple(
         i for i in (sep,) if i is not None)
     label_names = tf.constant(options.label_names, tf.string)

@@ -34,9 +34,10 @@ from tfmoe.models.switch_causal_lm import SwitchCausalLM, SwitchCausalLMPreproce
 from tfmoe.models.switch_seq2seq_lm import SwitchSeq2SeqLM, SwitchSeq2SeqLMPreprocessor
 from tfmoe.models.switch_text_classifier import (SwitchTextClassifier,
                                                  SwitchTextClassifierPreprocessor)
+from tfmoe.models.switch_sentencepiece_tokenizer import SwitchSentencePieceTokenizer
 from tfmoe.models.switch_tokenizer import SwitchSeq2SeqTokenizer, SwitchTokenizer
-from tfmoe.models.task_presets import (init_backbone_from_preset, load_task_preset,
-                                       save_task_preset)
+from tfmoe.models.task_presets import (encoder_only_config, init_backbone_from_preset,
+                                       load_task_preset, save_task_preset)
 
 # The zoo's names of the tasks (same classes).
 SwitchTransformer = SwitchSeq2SeqLM
@@ -55,6 +56,7 @@ __all__ = [
     "SwitchSeq2SeqBackbone",
     "SwitchSeq2SeqLM",
     "SwitchSeq2SeqLMPreprocessor",
+    "SwitchSentencePieceTokenizer",
     "SwitchSeq2SeqTokenizer",
     "SwitchTextClassifier",
     "SwitchTextClassifierPreprocessor",
@@ -62,6 +64,7 @@ __all__ = [
     "SwitchTransformer",
     "count_active_params",
     "count_params",
+    "encoder_only_config",
     "get_preset",
     "init_backbone_from_preset",
     "init_student_from_teacher",

@@ -22,9 +22,13 @@ from tfmoe.models.switch_text_classifier import (SwitchTextClassifier,
                                                  SwitchTextClassifierPreprocessor)
 from tfmoe.models.switch_tokenizer import SwitchSeq2SeqTokenizer, SwitchTokenizer
 
+# Variable paths of the input embeddings (`init_backbone_from_preset`).
+TOKEN_EMBEDDING = "token_embedding/embeddings"
+ENCODER_EMBEDDING = "encoder_token_embedding/embeddings"
+
 
 def save_task_preset(model, directory, vocabulary, sequence_length, label_names=None,
-                     **tokenizer_options):
+                     tokenizer=None, **tokenizer_options):
     """Writes `model` and a tokenizer of `vocabulary` as a keras-hub preset `directory`.
 
     Args:
@@ -34,6 +38,9 @@ def save_task_preset(model, directory, vocabulary, sequence_length, label_names=
       sequence_length: the preprocessor's sequence length (seq2seq: encoder and
         decoder).
       label_names: class names of a classifier (saved in `task.json`).
+      tokenizer: a keras-hub tokenizer to save instead of a `SwitchTokenizer` of
+        `vocabulary` (e.g. the `SwitchSentencePieceTokenizer` of a converted checkpoint;
+        `vocabulary` is then ignored).
       **tokenizer_options: `SwitchTokenizer` options (`lowercase`, `strip_accents`).
 
     `model` is left as it is (no preprocessor is attached to it: `fit` / `evaluate` on
@@ -44,9 +51,12 @@ def save_task_preset(model, directory, vocabulary, sequence_length, label_names=
       ValueError: an unsupported `model`, or `label_names` for a model that is not a
         classifier or of the wrong length.
     """
+    def make_tokenizer(cls):
+        return cls(vocabulary, **tokenizer_options) if tokenizer is None else tokenizer
+
     if isinstance(model, SwitchTextClassifier):
         preprocessor = SwitchTextClassifierPreprocessor(
-            SwitchTokenizer(vocabulary, **tokenizer_options), sequence_length=sequence_length)
+            make_tokenizer(SwitchTokenizer), sequence_length=sequence_length)
         if label_names is None:
             label_names = model.label_names
         task = SwitchTextClassifier(
@@ -60,11 +70,11 @@ def save_task_preset(model, directory, vocabulary, sequence_length, label_names=
         raise ValueError("`label_names` is only for classifiers.")
     if isinstance(model, SwitchSeq2SeqLM):
         preprocessor = SwitchSeq2SeqLMPreprocessor(
-            SwitchSeq2SeqTokenizer(vocabulary, **tokenizer_options),
+            make_tokenizer(SwitchSeq2SeqTokenizer),
             encoder_sequence_length=sequence_length, decoder_sequence_length=sequence_length)
     elif isinstance(model, SwitchCausalLM):
         preprocessor = SwitchCausalLMPreprocessor(
-            SwitchTokenizer(vocabulary, **tokenizer_options), sequence_length=sequence_length)
+            make_tokenizer(SwitchTokenizer), sequence_length=sequence_length)
     else:
         raise ValueError(f"`model` must be a SwitchCausalLM, SwitchSeq2SeqLM or "
                          f"SwitchTextClassifier, got {type(model).__name__}.")
@@ -102,6 +112,24 @@ def load_task_preset(directory, **kwargs):
     return task_base_class(directory).from_preset(directory, **kwargs)
 
 
+def encoder_only_config(directory):
+    """`SwitchBackbone` arguments of the encoder half of seq2seq preset `directory`
+    (its `config.json`, with `layout="encoder_only"`): the architecture of a classifier
+    initialised from it with `init_backbone_from_preset`.
+
+    Raises:
+      ValueError: `directory` is not a seq2seq preset.
+    """
+    if task_base_class(directory) is not keras_hub.models.Seq2SeqLM:
+        raise ValueError(f"{directory} is not a seq2seq preset.")
+    with open(os.path.join(directory, "config.json")) as f:
+        config = dict(json.load(f)["config"])
+    for key in ("name", "trainable", "dtype", "layout", "num_decoder_layers",
+                "decoder_sparse_step", "decoder_start_token_id", "separate_input_embeddings"):
+        config.pop(key, None)
+    return dict(config, layout=ENCODER_ONLY)
+
+
 def init_backbone_from_preset(backbone, directory):
     """Copies every weight of `backbone` from the backbone saved in preset `directory`.
 
@@ -118,6 +146,9 @@ def init_backbone_from_preset(backbone, directory):
         with another shape.
     """
     source = {v.path: v for v in SwitchBackbone.from_preset(directory).weights}
+    # An encoder-only backbone embeds with the encoder's own input embedding, if any.
+    if backbone.layout == ENCODER_ONLY and ENCODER_EMBEDDING in source:
+        source[TOKEN_EMBEDDING] = source[ENCODER_EMBEDDING]
     problems = []
     for variable in backbone.weights:
         match = source.get(variable.path)

@@ -8,6 +8,8 @@
 - `prepare_run`, `RunSetup`: a config's strategy, precision, seed, tokenizer, batches,
   optimizer and `fit` call, for other trainings on the same set-up (distillation;
   `tfmoe.training.run_setup`).
+- `freeze_routers`: sparse fine-tuning with fixed routing
+  (`tfmoe.training.sparse_finetuning`).
 - `backup`: atomic epoch backups, resume, run-directory lock and config check
   (`tfmoe.training.backup`).
 """
@@ -16,6 +18,7 @@ from tfmoe.training import backup
 from tfmoe.training.callbacks import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, expert_load, moe_layers
 from tfmoe.training.pretraining import PretrainConfig, format_summary, run_pretraining
 from tfmoe.training.run_setup import RunSetup, prepare_run
+from tfmoe.training.sparse_finetuning import freeze_routers
 from tfmoe.distribute.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "check_batch_size",
     "expert_load",
     "format_summary",
+    "freeze_routers",
     "moe_layers",
     "prepare_run",
     "resolve_strategy",

@@ -53,6 +53,10 @@ class SwitchBackbone(keras_hub.models.Backbone):
       decoder_sparse_step: decoder sparse frequency (encoder-decoder; defaults to
         `sparse_step`).
       decoder_start_token_id: first decoder input token (encoder-decoder; T5: 0).
+      separate_input_embeddings: give the encoder its own input embedding
+        (`encoder_token_embedding`) instead of sharing `token_embedding` with the
+        decoder (encoder-decoder only; Hugging Face Switch models built with
+        `tie_word_embeddings=False` by transformers 5 have one per stack).
       dtype: dtype policy of the layers (MoE routers stay in `router_dtype`).
 
     Inputs (int `[batch, seq]`; masks are 1 / true for real tokens):
@@ -68,13 +72,15 @@ class SwitchBackbone(keras_hub.models.Backbone):
       hidden]}`.
 
     Layers: `token_embedding` (`ReversibleEmbedding`; its `reverse_embeddings` is the
-    untied output matrix when `tie_embeddings=False`), `encoder` and/or `decoder`
-    (`TransformerStack`).
+    untied output matrix when `tie_embeddings=False`), `encoder_token_embedding` (with
+    `separate_input_embeddings`; else the property of that name is `token_embedding`),
+    `encoder` and/or `decoder` (`TransformerStack`).
     """
 
     def __init__(self, vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers, *,
                  layout=DECODER_ONLY, num_decoder_layers=None, decoder_sparse_step=None,
-                 decoder_start_token_id=None, dtype=None, **kwargs):
+                 decoder_start_token_id=None, separate_input_embeddings=False, dtype=None,
+                 **kwargs):
         architecture_kwargs, kwargs = SwitchArchitecture.split_arguments(kwargs)
         architecture = SwitchArchitecture(
             vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers,
@@ -87,6 +93,8 @@ class SwitchBackbone(keras_hub.models.Backbone):
                 _DECODER_ARGUMENTS,
                 (num_decoder_layers, decoder_sparse_step, decoder_start_token_id))
                 if value is not None]
+            if separate_input_embeddings:
+                given.append("separate_input_embeddings")
             if given:
                 raise ValueError(f"{given} only apply to `layout='{ENCODER_DECODER}'`, "
                                  f"got `layout={layout!r}`.")
@@ -106,6 +114,11 @@ class SwitchBackbone(keras_hub.models.Backbone):
         # === Layers ===
         self.token_embedding = architecture.make_token_embedding(
             tie_weights=architecture.tie_embeddings or layout == ENCODER_ONLY, dtype=dtype)
+        # The encoder's own input embedding: an embedding only (no output matrix).
+        self._encoder_token_embedding = None
+        if separate_input_embeddings:
+            self._encoder_token_embedding = architecture.make_token_embedding(
+                tie_weights=True, dtype=dtype, name="encoder_token_embedding")
         self.encoder = None
         self.decoder = None
         if layout in (ENCODER_DECODER, ENCODER_ONLY):
@@ -130,7 +143,7 @@ class SwitchBackbone(keras_hub.models.Backbone):
                 "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
                 "decoder_padding_mask")}
             encoder_output = self.encoder(
-                self.token_embedding(inputs["encoder_token_ids"]),
+                self.encoder_token_embedding(inputs["encoder_token_ids"]),
                 padding_mask=inputs["encoder_padding_mask"])
             decoder_output = self.decoder(
                 self.token_embedding(inputs["decoder_token_ids"]),
@@ -153,6 +166,15 @@ class SwitchBackbone(keras_hub.models.Backbone):
         self.num_decoder_layers = num_decoder_layers
         self.decoder_sparse_step = decoder_sparse_step
         self.decoder_start_token_id = decoder_start_token_id
+        self.separate_input_embeddings = bool(separate_input_embeddings)
+
+    @property
+    def encoder_token_embedding(self):
+        """The encoder's input embedding `[batch, seq]` -> `[batch, seq, hidden]`:
+        its own with `separate_input_embeddings`, else `token_embedding`."""
+        if self._encoder_token_embedding is None:
+            return self.token_embedding
+        return self._encoder_token_embedding
 
     @property
     def moe_options(self):
@@ -164,7 +186,8 @@ class SwitchBackbone(keras_hub.models.Backbone):
         config.update(self.architecture.get_config())
         config.update(layout=self.layout, num_decoder_layers=self.num_decoder_layers,
                       decoder_sparse_step=self.decoder_sparse_step,
-                      decoder_start_token_id=self.decoder_start_token_id)
+                      decoder_start_token_id=self.decoder_start_token_id,
+                      separate_input_embeddings=self.separate_input_embeddings)
         return config
 
     # Presets ---------------------------------------------------------------------------
@@ -173,7 +196,8 @@ class SwitchBackbone(keras_hub.models.Backbone):
     def accepted_arguments(cls):
         """Names of the constructor arguments (architecture, layout and Keras ones)."""
         return set(SwitchArchitecture.argument_names()) | {
-            "layout", *_DECODER_ARGUMENTS, "dtype", "name", "trainable"}
+            "layout", *_DECODER_ARGUMENTS, "separate_input_embeddings", "dtype", "name",
+            "trainable"}
 
     @classmethod
     def builtin_preset_config(cls, name, **overrides):

@@ -66,7 +66,8 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
     def call_encoder(self, token_ids, padding_mask):
         """Encoder output `[batch, source_seq, hidden]` (inference mode)."""
         backbone = self.backbone
-        return backbone.encoder(backbone.token_embedding(token_ids), padding_mask=padding_mask,
+        return backbone.encoder(backbone.encoder_token_embedding(token_ids),
+                                padding_mask=padding_mask,
                                 training=False)
 
     def call_decoder_with_cache(self, token_ids, cache, cache_update_index, cross_cache,

@@ -54,3 +54,11 @@ class SwitchSeq2SeqLMPreprocessor(keras_hub.models.Seq2SeqLMPreprocessor):
             return_padding_mask=True,
         )
         self.built = True
+
+    def get_config(self):
+        # keras-hub's `Seq2SeqLMPreprocessor` does not save its lengths: a preset would
+        # come back with its 1024-token defaults.
+        config = super().get_config()
+        config.update(encoder_sequence_length=self.encoder_sequence_length,
+                      decoder_sequence_length=self.decoder_sequence_length)
+        return config
