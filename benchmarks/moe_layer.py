@@ -139,7 +139,7 @@ def matmul_floor(num_experts, repeats):
     """The expert FFN's six products (forward, input gradient and weight gradient of
     the `wi` and `wo` projections) as one 2-D GEMM over all `E * 256` tokens (what the
     dense FFN runs) and as E per-expert GEMMs of 256 tokens each, batched, in the forms
-    `tfmoe.layers.feed_forward_math.expert_feed_forward` and TensorFlow's `BatchMatMul`
+    `tfmoe.layers.experts.expert_feed_forward` and TensorFlow's `BatchMatMul`
     gradients run (kernels `[E, F, H]`, hidden activations `[E, F, T]`). Same FLOPs.
 
     Returns `{(weight, product): (2-D seconds, per-expert seconds)}`.

@@ -13,7 +13,7 @@ data in the same order for a given seed, then writes to `--output_dir`:
   baseline;
 - `compare_steps.png` / `compare_time.png`: validation loss against steps and
   against training wall time (one colour per model, one line per seed);
-- `compare_experts.png` when sparse models of one routing (top-1 or top-2) differ in
+- `compare_experts.png` when sparse models of one `top_k` (top-1 or top-2) differ in
   their number of experts: final validation loss against experts (the Switch paper's
   Figure 4), with the baseline as a horizontal line;
 - `compare.json`: everything above.
@@ -118,7 +118,7 @@ def summarize(runs, models):
             "params": any_run["params"],
             "active_params": any_run["active_params"],
             "num_experts": any_run.get("num_experts", 0),
-            "routing": any_run.get("routing", "top1"),
+            "top_k": any_run.get("top_k", 1),
         }
     return rows
 
@@ -187,8 +187,9 @@ def write_plots(output_dir, runs, rows, models):
 
     series = {}
     for name in sparse:
-        series.setdefault(rows[name]["routing"], {})[name] = (rows[name]["num_experts"], finals(name))
-    series = {routing: points for routing, points in series.items()
+        series.setdefault(f"top-{rows[name]['top_k']}", {})[name] = (
+            rows[name]["num_experts"], finals(name))
+    series = {label: points for label, points in series.items()
               if len({experts for experts, _ in points.values()}) > 1}
     if series and seeds:
         written.append(plots.experts_scaling_png(
@@ -203,7 +204,7 @@ def load_run(run_dir, name, overrides):
     """The finished run of preset `name` in `run_dir` (None if it has no `summary.json`).
 
     Returns a dict with `history`, `train_time_s`, `params`, `active_params`,
-    `num_experts` and `routing` (counted from the preset, without building the model).
+    `num_experts` and `top_k` (counted from the preset, without building the model).
     """
     from tfmoe.models import count_active_params, count_params
     from tfmoe.models.param_count import resolved_config
@@ -224,7 +225,7 @@ def load_run(run_dir, name, overrides):
         "params": count_params(name, **sized),
         "active_params": count_active_params(name, **sized),
         "num_experts": int(config["num_experts"]),
-        "routing": config["routing"],
+        "top_k": int(config["top_k"]),
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tfmoe.layers import (
     DenseFeedForward,
+    MoeFeedForward,
     RelativePositionBias,
     RMSNorm,
     SwitchFeedForward,
@@ -17,7 +18,6 @@ from tfmoe.layers import (
     TransformerBlock,
     TransformerStack,
     is_sparse_layer,
-    make_feed_forward,
     relative_position_bucket,
 )
 
@@ -123,19 +123,30 @@ def test_sparse_step_rule_matches_hugging_face():
         is_sparse_layer(0, -1)
 
 
-def test_feed_forward_factory_picks_the_layer():
-    assert isinstance(make_feed_forward(16), DenseFeedForward)
-    assert isinstance(make_feed_forward(16, num_experts=4), SwitchFeedForward)
-    assert isinstance(make_feed_forward(16, num_experts=4, routing="top2"), Top2FeedForward)
-    with pytest.raises(ValueError, match="routing"):
-        make_feed_forward(16, num_experts=4, routing="top3")
+def test_block_picks_the_feed_forward_layer():
+    def feed_forward(**kwargs):
+        return TransformerBlock(2, 8, 16, **kwargs).feed_forward
+
+    assert isinstance(feed_forward(), DenseFeedForward)
+    assert type(feed_forward(num_experts=4)) is SwitchFeedForward
+    assert type(feed_forward(num_experts=4, top_k=2)) is Top2FeedForward
+    generic = feed_forward(num_experts=4, top_k=3)
+    assert type(generic) is MoeFeedForward and generic.top_k == 3
+    # The layer keeps its plain name (weight paths); the metrics take `metrics_name`.
+    sparse = feed_forward(num_experts=4, metrics_name="decoder_block_1_feed_forward")
+    assert sparse.name == "feed_forward"
+    assert sparse.routing_tracker.name == "decoder_block_1_feed_forward"
+    with pytest.raises(ValueError, match="top_k"):
+        feed_forward(num_experts=4, top_k=0)
+    with pytest.raises(ValueError, match="num_experts"):
+        feed_forward(num_experts=-1)
     with pytest.raises(ValueError, match="moe_options"):
-        make_feed_forward(16, num_experts=4, moe_options={"capacity": 1})
+        feed_forward(num_experts=4, moe_options={"capacity": 1})
 
 
 def test_stack_places_sparse_layers_and_round_trips_config():
     stack = TransformerStack(4, 2, 8, 32, causal=True, use_cross_attention=True,
-                             num_experts=4, sparse_step=2, routing="top2")
+                             num_experts=4, sparse_step=2, top_k=2)
     stack.build((None, None, 16))
     assert stack.sparse_layers == [1, 3]
     assert isinstance(stack.blocks[1].feed_forward, Top2FeedForward)

@@ -197,7 +197,7 @@ def test_compare_summarizes_seeds_and_writes_labelled_plots(load_script, tmp_pat
                                    "active_params": 10, "num_experts": 16} for s in (0,)},
         # One top-2 model: not on the top-1 experts curve.
         "glam_lm_small_8": {s: {"history": _fake_history(3.7, 0.5), "params": 20, "active_params": 10,
-                                "num_experts": 8, "routing": "top2"} for s in (0, 1)},
+                                "num_experts": 8, "top_k": 2} for s in (0, 1)},
     }
     rows = compare.summarize(runs, models)
     sparse = rows["switch_lm_small_8"]
@@ -234,7 +234,7 @@ def test_compare_reads_finished_runs_from_disk(load_script, tmp_path):
     assert run["params"] == count_params("glam_lm_small_8", vocabulary_size=1000)
     assert run["active_params"] == count_active_params("glam_lm_small_8", vocabulary_size=1000)
     assert run["params"] > run["active_params"]
-    assert (run["num_experts"], run["routing"], run["train_time_s"]) == (8, "top2", 12.5)
+    assert (run["num_experts"], run["top_k"], run["train_time_s"]) == (8, 2, 12.5)
     assert len(run["history"]) == len(_fake_history(3.7, 0.5))
 
 

@@ -38,7 +38,7 @@ VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Tiny sizes; a large eval capacity so that no token is ever dropped (exact parity and
 # cache / no-cache comparisons); no dropout.
 TINY = dict(vocabulary_size=len(VOCAB), hidden_dim=16, num_heads=2, intermediate_dim=32,
-            num_layers=2, num_experts=4, sparse_step=1, routing="top2", dropout=0.0,
+            num_layers=2, num_experts=4, sparse_step=1, top_k=2, dropout=0.0,
             eval_capacity_factor=64.0)
 
 
@@ -258,7 +258,7 @@ def test_backbone_from_registry_preset_matches_the_counts():
     overrides = dict(vocabulary_size=97, hidden_dim=32, num_heads=2, key_value_dim=8,
                      intermediate_dim=32)
     causal = SwitchBackbone.from_preset("glam_tiny_8", **overrides)
-    assert causal.layout == "decoder_only" and causal.routing == "top2"
+    assert causal.layout == "decoder_only" and causal.top_k == 2
     assert SwitchCausalLM(causal).count_params() == count_params("glam_tiny_8", **overrides)
     seq2seq = SwitchBackbone.from_preset("switch_tiny_8", **overrides)
     assert type(seq2seq) is SwitchSeq2SeqBackbone and seq2seq.layout == "encoder_decoder"
@@ -273,8 +273,8 @@ def test_backbone_argument_errors():
         SwitchBackbone(**TINY, num_decoder_layers=2)
     with pytest.raises(ValueError, match="`hidden_dim`"):
         SwitchBackbone(**dict(TINY, hidden_dim=15))
-    with pytest.raises(ValueError, match="`routing`"):
-        SwitchBackbone(**dict(TINY, routing="top3"))
+    with pytest.raises(ValueError, match="`top_k`"):
+        SwitchBackbone(**dict(TINY, top_k=0))
     with pytest.raises(ValueError, match="Valid preset names"):
         SwitchBackbone.from_preset("glam_tiny_9")
     with pytest.raises(ValueError, match="Unknown override"):

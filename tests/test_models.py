@@ -203,6 +203,17 @@ def test_sparse_layers_follow_sparse_step():
     assert dense.encoder.sparse_layers == [] and dense.decoder.sparse_layers == []
 
 
+def test_weight_paths_are_layer_paths_and_metrics_are_named_by_the_stack():
+    model = SwitchTransformer.from_preset("switch_tiny_8", **SMALL)
+    paths = {w.path for w in model.weights}
+    for stack in ("encoder", "decoder"):
+        assert {f"{stack}/block_0/feed_forward/wi", f"{stack}/block_1/feed_forward/router/kernel",
+                f"{stack}/block_1/feed_forward/experts/wi"} <= paths
+    assert not [p for p in paths if "_feed_forward" in p]
+    names = {m.name for m in model.metrics}
+    assert {"encoder_block_1_feed_forward", "decoder_block_1_feed_forward"} <= names
+
+
 # Generation -----------------------------------------------------------------------------
 
 def _padded(token_ids, padding_mask, max_length, pad_token_id=0):

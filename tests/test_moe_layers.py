@@ -324,9 +324,35 @@ def test_keras_round_trip(cls, tmp_path):
 
 
 def test_generic_top_k_layer_round_trips():
-    layer = MoeFeedForward(6, 8, num_selected_experts=3)
+    layer = MoeFeedForward(6, 8, top_k=3)
     clone = MoeFeedForward.from_config(layer.get_config())
-    assert clone.num_selected_experts == 3
+    assert clone.top_k == 3
+
+
+def test_moe_options_are_layer_arguments_and_reach_the_models():
+    from tfmoe.layers.moe_feed_forward import MOE_OPTIONS, moe_option_defaults
+    from tfmoe.models import SwitchArchitecture
+
+    config = MoeFeedForward(4, 8).get_config()
+    assert {name: config[name] for name in MOE_OPTIONS} == moe_option_defaults()
+    model_defaults = SwitchArchitecture.argument_defaults()
+    assert set(MOE_OPTIONS) <= set(model_defaults)
+    assert model_defaults["priority"] is None  # the stack picks it from its causality
+    architecture = SwitchArchitecture(16, 8, 2, 8, 1, capacity_factor=2, group_size=64)
+    assert type(architecture.moe_options["capacity_factor"]) is float  # as its default
+    assert architecture.moe_options["group_size"] == 64
+    with pytest.raises(ValueError, match="capacity"):
+        SwitchArchitecture(16, 8, 2, 8, 1, capacity=2)
+
+
+@pytest.mark.parametrize("cls,fixed", [(SwitchFeedForward, 1), (Top2FeedForward, 2)])
+def test_fixed_k_layers_refuse_another_top_k(cls, fixed):
+    assert cls(4, 8).top_k == cls(4, 8, top_k=fixed).top_k == fixed
+    assert cls.from_config(cls(4, 8).get_config()).top_k == fixed
+    with pytest.raises(ValueError, match="top_k"):
+        cls(4, 8, top_k=3 - fixed)
+    with pytest.raises(ValueError, match="num_selected_experts"):
+        cls(4, 8, num_selected_experts=2)
 
 
 def test_init_scale_sets_expert_weight_std():

@@ -50,7 +50,7 @@ def test_routing_group_shape(batch, seq, group_size, expected):
 
 def test_position_priority_and_capacity():
     # 5 tokens all prefer expert 1; capacity 2: the first two are kept, in order.
-    routing = route_top_k(_probs_for([1, 1, 1, 1, 1], 3), k=1, capacity=2)
+    routing = route_top_k(_probs_for([1, 1, 1, 1, 1], 3), top_k=1, capacity=2)
     np.testing.assert_array_equal(routing.position[0, :, 0], [0, 1, 2, 3, 4])
     np.testing.assert_array_equal(routing.kept[0, :, 0], [True, True, False, False, False])
     assert np.all(routing.combine_weight.numpy()[0, 2:] == 0)
@@ -59,7 +59,7 @@ def test_position_priority_and_capacity():
 def test_top2_second_choices_come_after_all_first_choices():
     # Token 0 picks (0 then 1); tokens 1, 2 pick 1 first. Expert 1, capacity 2: the first
     # choices of tokens 1 and 2 must win over token 0's second choice.
-    routing = route_top_k(_probs_for([0, 1, 1], 3, second=[1, 0, 0]), k=2, capacity=2)
+    routing = route_top_k(_probs_for([0, 1, 1], 3, second=[1, 0, 0]), top_k=2, capacity=2)
     index, kept = routing.expert_index.numpy()[0], routing.kept.numpy()[0]
     np.testing.assert_array_equal(index[:, 0], [0, 1, 1])
     assert index[0, 1] == 1 and not kept[0, 1]
@@ -73,7 +73,7 @@ def test_top2_second_choices_come_after_all_first_choices():
 
 def test_second_expert_is_never_the_first():
     probs = tf.nn.softmax(tf.random.stateless_normal([3, 50, 8], seed=[1, 2]))
-    routing = route_top_k(probs, k=2, capacity=100)
+    routing = route_top_k(probs, top_k=2, capacity=100)
     index = routing.expert_index.numpy()
     assert np.all(index[..., 0] != index[..., 1])
 
@@ -82,15 +82,15 @@ def test_probability_priority_serves_confident_tokens_first():
     probs = np.full([1, 3, 2], 0.0, np.float32)
     probs[0, :, 0] = [0.6, 0.9, 0.7]
     probs[0, :, 1] = 1 - probs[0, :, 0]
-    routing = route_top_k(tf.constant(probs), k=1, capacity=1, priority="probability")
+    routing = route_top_k(tf.constant(probs), top_k=1, capacity=1, priority="probability")
     np.testing.assert_array_equal(routing.kept.numpy()[0, :, 0], [False, True, False])
-    by_position = route_top_k(tf.constant(probs), k=1, capacity=1)
+    by_position = route_top_k(tf.constant(probs), top_k=1, capacity=1)
     np.testing.assert_array_equal(by_position.kept.numpy()[0, :, 0], [True, False, False])
 
 
 def test_padding_takes_no_capacity():
     mask = tf.constant([[False, False, True, True]])
-    routing = route_top_k(_probs_for([0, 0, 0, 0], 2), k=1, capacity=2, padding_mask=mask)
+    routing = route_top_k(_probs_for([0, 0, 0, 0], 2), top_k=1, capacity=2, padding_mask=mask)
     np.testing.assert_array_equal(routing.kept.numpy()[0, :, 0], [False, False, True, True])
     np.testing.assert_array_equal(routing.position.numpy()[0, 2:, 0], [0, 1])
 
@@ -99,7 +99,7 @@ def test_groups_of_several_rows_are_served_position_major():
     # 2 rows x 3 positions in one group, every token prefers expert 0, capacity 3:
     # position 0 of both rows, then position 1 of row 0.
     probs = tf.reshape(_probs_for([0] * 6, 2), [1, 6, 2])
-    routing = route_top_k(probs, k=1, capacity=3, rows_per_group=2)
+    routing = route_top_k(probs, top_k=1, capacity=3, rows_per_group=2)
     kept = routing.kept.numpy()[0, :, 0].reshape(2, 3)
     np.testing.assert_array_equal(kept, [[True, True, False], [True, False, False]])
 
@@ -107,7 +107,7 @@ def test_groups_of_several_rows_are_served_position_major():
 def test_token_priority_places_both_choices_of_a_token_first():
     # Same set-up as the GShard test above: with "token" priority token 0's second
     # choice (expert 1) comes before the first choices of the later tokens 1 and 2.
-    routing = route_top_k(_probs_for([0, 1, 1], 3, second=[1, 0, 0]), k=2, capacity=2,
+    routing = route_top_k(_probs_for([0, 1, 1], 3, second=[1, 0, 0]), top_k=2, capacity=2,
                           priority="token")
     kept = routing.kept.numpy()[0]
     assert kept[0, 0] and kept[0, 1]          # both choices of token 0
@@ -147,4 +147,4 @@ def test_token_priority_routing_never_depends_on_later_positions(k):
 
 def test_bad_priority():
     with pytest.raises(ValueError, match="priority"):
-        route_top_k(_probs_for([0], 2), k=1, capacity=1, priority="random")
+        route_top_k(_probs_for([0], 2), top_k=1, capacity=1, priority="random")

@@ -15,8 +15,11 @@ computation on a 2-D mesh `("batch", "expert")`:
     combine      [E, G*C, H]      relayout -> (-, batch, -)    <- the all-to-all back
     outputs      [B, S, H]        layout (batch, -, -)
 
-The layer's own routing code (`route_top_k`, `EinsumDispatcher`) runs unchanged on
-DTensors; DTensor's SPMD expansion inserts the collectives. Gradients flow through
+The layer's own forward pass runs unchanged on DTensors: its router projection
+(`router_logits`), `MoeFeedForward.grouped_forward` (routing instructions, einsum
+dispatch / combine, auxiliary losses) and the experts' math (`expert_feed_forward`);
+only the weights and the relayouts around the experts are this module's. DTensor's
+SPMD expansion inserts the collectives. Gradients flow through
 `tf.GradientTape` to the sharded variables, each device getting only its experts'
 gradients. Jitter noise and dropout are not applied (deterministic path).
 
@@ -41,10 +44,10 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow.experimental import dtensor
 
-from tfmoe.layers.dispatch import EinsumDispatcher
-from tfmoe.layers.losses import load_balancing_loss, router_z_loss
+from tfmoe.layers.experts import expert_feed_forward
 from tfmoe.layers.moe_feed_forward import MoeFeedForward
-from tfmoe.layers.routing import expert_capacity, route_top_k, routing_group_shape
+from tfmoe.layers.router import router_logits
+from tfmoe.layers.routing import routing_group_shape
 
 BATCH, EXPERT = "batch", "expert"
 _U = dtensor.UNSHARDED
@@ -164,7 +167,7 @@ class ExpertParallelMoe(tf.Module):
             self._gradient_key = key
             self._gradient_function = tf.function(
                 lambda x, mask, grouping: self._loss_and_gradients(x, mask, grouping, loss_fn))
-        return self._gradient_function(*self._prepare(inputs, padding_mask, True))
+        return self._gradient_function(*self._prepare(inputs, padding_mask))
 
     def _loss_and_gradients(self, inputs, padding_mask, grouping, loss_fn):
         with tf.GradientTape() as tape:
@@ -180,21 +183,19 @@ class ExpertParallelMoe(tf.Module):
         return loss
 
     def _experts(self, expert_inputs):
-        w = {name: v.read_value() for name, v in self.expert_weights.items()}
-        if self.layer.gated:
-            hidden = self._activation(tf.einsum("eth,efh->etf", expert_inputs, w["wi_0"])) * tf.einsum(
-                "eth,efh->etf", expert_inputs, w["wi_1"])
-        else:
-            hidden = self._activation(tf.einsum("eth,efh->etf", expert_inputs, w["wi"]))
-        return tf.einsum("etf,efh->eth", hidden, w["wo"])
+        """`[E, G*C, H]` dispatched tokens -> expert outputs, computed where the experts live."""
+        expert_inputs = dtensor.relayout(expert_inputs, _layout(self.mesh, EXPERT, _U, _U))
+        kernels = {name: v.read_value() for name, v in self.expert_weights.items()}
+        expert_outputs = expert_feed_forward(expert_inputs, kernels, self._activation)
+        return dtensor.relayout(expert_outputs, _layout(self.mesh, _U, BATCH, _U))
 
     def __call__(self, inputs, padding_mask=None, training=False):
         if not hasattr(self, "_forward_function"):
             self._forward_function = tf.function(self._forward)
-        return self._forward_function(*self._prepare(inputs, padding_mask, training), bool(training))
+        return self._forward_function(*self._prepare(inputs, padding_mask), bool(training))
 
-    def _prepare(self, inputs, padding_mask, training):
-        """`(inputs, padding_mask, (capacity, rows per group, tokens per group))`, inputs on the mesh."""
+    def _prepare(self, inputs, padding_mask):
+        """`(inputs, padding_mask, (rows per group, tokens per group))`, inputs on the mesh."""
         layer = self.layer
         token_layout = _layout(self.mesh, BATCH, _U, _U)
         if not dtensor.is_dtensor(inputs):
@@ -211,37 +212,23 @@ class ExpertParallelMoe(tf.Module):
         # spans devices, so routing needs no collective).
         rows, positions = routing_group_shape(batch // self.mesh.dim_size(BATCH), seq_len,
                                               layer.group_size)
-        tokens = rows * positions
-        factor = layer.capacity_factor if training else layer.eval_capacity_factor
-        capacity = expert_capacity(tokens * layer.num_selected_experts, factor, layer.num_experts,
-                                   layer.min_capacity, max_capacity=tokens)
-        return inputs, padding_mask, (capacity, rows, tokens)
+        return inputs, padding_mask, (rows, rows * positions)
 
     def _forward(self, inputs, padding_mask, grouping, training):
-        layer = self.layer
-        capacity, rows, tokens = grouping
+        rows, tokens = grouping
         shape = tf.shape(inputs)
         # Groups are whole shard-local rows: keep them batch-sharded after the reshape.
         grouped = dtensor.relayout(tf.reshape(inputs, [-1, tokens, inputs.shape[-1]]),
                                    _layout(self.mesh, BATCH, _U, _U))              # [G, T, H]
         padding_mask = dtensor.relayout(tf.reshape(padding_mask, [-1, tokens]),
                                         _layout(self.mesh, BATCH, _U))
-        logits = tf.einsum("gth,he->gte", grouped, self.router_kernel.read_value())
-        probs = tf.nn.softmax(logits, axis=-1)
-        routing = route_top_k(probs, layer.num_selected_experts, capacity, padding_mask,
-                              priority=layer.priority, rows_per_group=rows)
-        dispatcher = EinsumDispatcher(routing, layer.num_experts)
-        expert_inputs = dispatcher.dispatch(grouped)                              # [E, G*C, H]
-        expert_inputs = dtensor.relayout(expert_inputs, _layout(self.mesh, EXPERT, _U, _U))
-        expert_outputs = self._experts(expert_inputs)
-        expert_outputs = dtensor.relayout(expert_outputs, _layout(self.mesh, _U, BATCH, _U))
-        outputs = dtensor.relayout(tf.reshape(dispatcher.combine(expert_outputs), shape),
+        logits = router_logits(grouped, self.router_kernel.read_value())          # [G, T, E]
+        result = self.layer.grouped_forward(
+            grouped, padding_mask, logits, self._experts, rows_per_group=rows,
+            dispatch="einsum", training=training)
+        outputs = dtensor.relayout(tf.reshape(result.outputs, shape),
                                    _layout(self.mesh, BATCH, _U, _U))              # [B, S, H]
         aux = tf.zeros([], tf.float32)
-        if training:
-            if layer.load_balance_weight > 0:
-                aux += layer.load_balance_weight * load_balancing_loss(
-                    probs, routing.expert_index, padding_mask) / layer.num_selected_experts
-            if layer.z_loss_weight > 0:
-                aux += layer.z_loss_weight * router_z_loss(logits, padding_mask)
+        for loss in result.aux_losses:
+            aux += loss
         return outputs, aux

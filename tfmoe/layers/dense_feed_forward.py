@@ -1,8 +1,7 @@
 """Dense (bias-free) T5 feed-forward network, the non-expert counterpart of the MoE layers."""
 
 import keras
-
-from tfmoe.layers.feed_forward_math import feed_forward
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -67,7 +66,11 @@ class DenseFeedForward(keras.layers.Layer):
         self.built = True
 
     def call(self, x, padding_mask=None, training=None):
-        return feed_forward(x, self, self._activation_fn, self.dropout_layer, training)
+        if self.gated:
+            hidden = self._activation_fn(ops.matmul(x, self.wi_0)) * ops.matmul(x, self.wi_1)
+        else:
+            hidden = self._activation_fn(ops.matmul(x, self.wi))
+        return ops.matmul(self.dropout_layer(hidden, training=training), self.wo)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -3,8 +3,51 @@
 import keras
 import tensorflow as tf
 
-from tfmoe.layers.feed_forward_math import expert_feed_forward
 from tfmoe.layers.initializers import ExpertVarianceScaling
+
+
+def expert_feed_forward(inputs, kernels, activation, dropout=None, training=None):
+    """E independent bias-free FFNs, each on its own token buffer, one batched matmul
+    per kernel.
+
+    Every kernel is `[E, intermediate, hidden]` and the hidden activations are
+    computed feature-major, `[E, intermediate, tokens]`:
+
+        hidden^T = activation(wi @ x^T)      # [E, F, H] @ [E, H, T] -> [E, F, T]
+        y        = (hidden^T)^T @ wo         # [E, T, F] @ [E, F, H] -> [E, T, H]
+
+    With this layout neither the forward pass nor any of TensorFlow's `BatchMatMul`
+    gradients (`dx = (dh^T)^T @ wi`, `dwi = dh^T @ x`, `dh^T = wo @ dy^T`,
+    `dwo = h^T @ dy`) takes a weight operand transposed, the form CPU batched GEMM
+    kernels run up to 2x slower than the 2-D GEMM of the same FLOPs. Token-major
+    `[E, hidden, intermediate]` kernels always hit it in one product
+    (`benchmarks/moe_layer.py --layout_ablation`).
+
+    The one implementation of the experts' math: `ExpertFeedForward` calls it with its
+    variables, `tfmoe.distribute.ExpertParallelMoe` with expert-sharded DTensors.
+
+    Args:
+      inputs: `[E, tokens, hidden]`.
+      kernels: `{"wi" (or "wi_0" and "wi_1" for gated experts), "wo"}`, tensors
+        `[E, intermediate, hidden]`; gated: `activation(wi_0 x) * (wi_1 x)`.
+      activation: activation callable.
+      dropout: optional dropout layer applied to the hidden activations.
+      training: dropout switch.
+
+    Returns:
+      `[E, tokens, hidden]`.
+    """
+    def project_in(name):
+        return tf.matmul(kernels[name], inputs, adjoint_b=True)               # [E, F, T]
+
+    if "wi" in kernels:
+        hidden_t = activation(project_in("wi"))
+    else:
+        hidden_t = activation(project_in("wi_0")) * project_in("wi_1")
+    if dropout is not None:
+        hidden_t = dropout(hidden_t, training=training)
+    return tf.matmul(hidden_t, kernels["wo"], adjoint_a=True)                 # [E, T, H]
+
 
 @keras.saving.register_keras_serializable(package="tfmoe")
 class ExpertFeedForward(keras.layers.Layer):
@@ -15,8 +58,7 @@ class ExpertFeedForward(keras.layers.Layer):
     with `gated=True` (GEGLU / SwiGLU, T5 v1.1 / Switch-XXL) `wi_0` and `wi_1` replace
     `wi` and the hidden state is `activation(x @ wi_0^T) * (x @ wi_1^T)`. This layout
     keeps every batched matmul of the forward and backward pass in a fast form (see
-    `feed_forward_math.expert_feed_forward`); `kernel_in_out` gives any kernel as
-    `[E, in, out]`.
+    `expert_feed_forward`); `kernel_in_out` gives any kernel as `[E, in, out]`.
 
     Call: `[E, tokens, hidden]` -> `[E, tokens, hidden]`.
 
@@ -53,7 +95,10 @@ class ExpertFeedForward(keras.layers.Layer):
                                   initializer=ExpertVarianceScaling(self.init_scale))
 
     def call(self, inputs, training=None):
-        return expert_feed_forward(inputs, self, self.activation, self._dropout_layer, training)
+        # Tensors, not the variables: `tf.convert_to_tensor` applies mixed-precision autocasting.
+        kernels = {name: tf.convert_to_tensor(getattr(self, name)) for name in self.kernel_names}
+        return expert_feed_forward(inputs, kernels, self.activation, self._dropout_layer,
+                                   training)
 
     @property
     def kernel_names(self):

@@ -1,22 +1,27 @@
 """Sparse Mixture-of-Experts feed-forward layers: `SwitchFeedForward` and `Top2FeedForward`.
 
-Pipeline (one implementation for both, k = experts per token):
+Pipeline (one implementation for both and for every partitioning, k = `top_k` experts
+per token):
 
     x [batch, seq, hidden]
       -> Router (float32)                  logits [batch, seq, experts]
       -> softmax, route_top_k              RoutingInstructions (expert, slot, gate per token)
       -> dispatcher.dispatch               [experts, batch * capacity, hidden]
-      -> ExpertFeedForward                 one batched matmul per weight
+      -> expert_feed_forward               one batched matmul per weight
       -> dispatcher.combine                [batch, seq, hidden]
 
-Tokens are routed in groups of up to `group_size` tokens (whole batch rows pooled
+Everything from the router logits on is `MoeFeedForward.grouped_forward`, which the
+layer's `call` and the expert-parallel path (`tfmoe.distribute.ExpertParallelMoe`) both
+run. Tokens are routed in groups of up to `group_size` tokens (whole batch rows pooled
 together), so that capacity is shared by many tokens and few are dropped. Only
 `capacity_factor * tokens` slots are computed, whatever the number of experts: the
 cost stays flat as experts grow. See `tfmoe.layers.routing` for groups, capacity and
 priority, `tfmoe.layers.dispatch` for the gather / einsum implementations.
 """
 
+import inspect
 import math
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -25,8 +30,8 @@ from tfmoe.layers.dispatch import DISPATCH_MODES, make_dispatcher, resolve_dispa
 from tfmoe.layers.experts import ExpertFeedForward
 from tfmoe.layers.losses import load_balancing_loss, router_z_loss
 from tfmoe.layers.router import Router
-from tfmoe.layers.routing import (PRIORITIES, expert_capacity, route_top_k,
-                                  routing_group_shape)
+from tfmoe.layers.routing import (PRIORITIES, RoutingInstructions, expert_capacity,
+                                  route_top_k, routing_group_shape)
 from tfmoe.layers.routing_metrics import RoutingMetrics
 
 
@@ -36,6 +41,46 @@ from tfmoe.layers.routing_metrics import RoutingMetrics
 DEFAULT_GROUP_SIZE = 1024
 DEFAULT_MIN_CAPACITY = 4
 DEFAULT_INIT_SCALE = 1.0
+
+# The MoE layer options that models pass through unchanged to every MoE layer (as
+# `moe_options`): the one list of them. Their defaults are those of `MoeFeedForward`.
+MOE_OPTIONS = (
+    "capacity_factor",
+    "eval_capacity_factor",
+    "group_size",
+    "min_capacity",
+    "jitter_noise",
+    "load_balance_weight",
+    "z_loss_weight",
+    "router_dtype",
+    "dispatch",
+    "priority",
+    "routing_metrics",
+)
+
+
+def moe_option_defaults():
+    """`{name: default}` of the `MOE_OPTIONS`: `MoeFeedForward`'s own defaults."""
+    parameters = inspect.signature(MoeFeedForward.__init__).parameters
+    return {name: parameters[name].default for name in MOE_OPTIONS}
+
+
+class GroupedForward(NamedTuple):
+    """Result of `MoeFeedForward.grouped_forward`.
+
+    Attributes:
+      outputs: `[groups, tokens, hidden]` combined expert outputs (0 for dropped
+        assignments and padding).
+      routing: the `RoutingInstructions`.
+      aux_losses: the weighted auxiliary losses (load balancing, z-loss) when training
+        with a weight > 0, else empty.
+      z_loss: scalar float32 router z-loss (for the routing metrics).
+    """
+
+    outputs: tf.Tensor
+    routing: RoutingInstructions
+    aux_losses: tuple
+    z_loss: tf.Tensor
 
 
 def _check_rate(name, value):
@@ -71,9 +116,9 @@ class MoeFeedForward(keras.layers.Layer):
     averages through `RoutingMetrics`.
 
     Args:
-      num_experts: number of experts (>= k).
+      num_experts: number of experts (>= top_k).
       intermediate_dim: hidden size of each expert.
-      num_selected_experts: k, experts per token.
+      top_k: experts per token (1: Switch, 2: GShard / GLaM).
       capacity_factor: capacity factor while training.
       eval_capacity_factor: capacity factor at inference.
       group_size: most tokens per routing group (Mesh TensorFlow: 1024).
@@ -96,23 +141,27 @@ class MoeFeedForward(keras.layers.Layer):
         `"position"` (GShard: all first choices first; causal for k=1 only) or
         `"probability"` (batch-prioritized routing; not causal).
       routing_metrics: log routing metrics in `fit`/`evaluate`.
+      metrics_name: name of the routing metrics (prefix of their `fit` log keys);
+        defaults to the layer's name. Stacks give each layer a model-unique one.
       seed: seed of the jitter noise.
+
+    The options models pass through to every MoE layer are listed in `MOE_OPTIONS`.
     """
 
-    def __init__(self, num_experts, intermediate_dim, num_selected_experts=1, *,
+    def __init__(self, num_experts, intermediate_dim, top_k=1, *,
                  capacity_factor=1.25, eval_capacity_factor=2.0, group_size=DEFAULT_GROUP_SIZE,
                  min_capacity=DEFAULT_MIN_CAPACITY, activation="relu", gated=False, dropout=0.0,
                  expert_dropout=0.0, jitter_noise=0.0, load_balance_weight=0.01,
                  z_loss_weight=0.0, router_dtype="float32", init_scale=DEFAULT_INIT_SCALE,
-                 dispatch="auto", priority="token", routing_metrics=True, seed=None,
-                 **kwargs):
+                 dispatch="auto", priority="token", routing_metrics=True, metrics_name=None,
+                 seed=None, **kwargs):
         super().__init__(**kwargs)
-        k = int(num_selected_experts)
-        if k < 1:
-            raise ValueError(f"`num_selected_experts` must be >= 1, got {num_selected_experts}.")
-        if int(num_experts) < max(1, k):
+        if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
+            raise ValueError(f"`top_k` must be an integer >= 1, got {top_k!r}.")
+        k = int(top_k)
+        if int(num_experts) < k:
             raise ValueError(
-                f"`num_experts` must be >= {max(1, k)} for top-{k} routing, got {num_experts}.")
+                f"`num_experts` must be >= {k} for top-{k} routing, got {num_experts}.")
         if int(intermediate_dim) < 1:
             raise ValueError(f"`intermediate_dim` must be >= 1, got {intermediate_dim}.")
         _check_positive("capacity_factor", capacity_factor)
@@ -135,7 +184,7 @@ class MoeFeedForward(keras.layers.Layer):
 
         self.num_experts = int(num_experts)
         self.intermediate_dim = int(intermediate_dim)
-        self.num_selected_experts = k
+        self.top_k = k
         self.capacity_factor = float(capacity_factor)
         self.eval_capacity_factor = float(eval_capacity_factor)
         self.group_size = int(group_size)
@@ -152,6 +201,7 @@ class MoeFeedForward(keras.layers.Layer):
         self.dispatch = dispatch
         self.priority = priority
         self.routing_metrics = bool(routing_metrics)
+        self.metrics_name = metrics_name
         self.seed = seed
         self.supports_masking = True
 
@@ -166,7 +216,7 @@ class MoeFeedForward(keras.layers.Layer):
             dtype=self.dtype_policy, name="experts")
         self.output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.routing_tracker = RoutingMetrics(
-            self.num_experts, log=self.routing_metrics, name=self.name)
+            self.num_experts, log=self.routing_metrics, name=metrics_name or self.name)
         self._hidden_dim = None
 
     def build(self, input_shape):
@@ -221,36 +271,68 @@ class MoeFeedForward(keras.layers.Layer):
         groups = (batch // rows) * (seq_len // positions)                 # G
         logits = tf.reshape(self.router(inputs, training=training),
                             [groups, tokens, self.num_experts])           # [G, T, E] f32
-        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-        padding_mask = tf.reshape(padding_mask, [groups, tokens])         # [G, T]
-        factor = self.capacity_factor if training else self.eval_capacity_factor
-        # Each token makes k assignments, so top-k capacity is k times switch capacity
-        # (GShard: 2N/E for top-2); no expert can take more than every token.
-        capacity = expert_capacity(tokens * self.num_selected_experts, factor,
-                                   self.num_experts, self.min_capacity, max_capacity=tokens)
-        routing = route_top_k(probs, self.num_selected_experts, capacity, padding_mask,
-                              priority=self.priority, rows_per_group=rows)
-
-        z_loss = router_z_loss(logits, padding_mask)
-        if training:
-            if self.load_balance_weight > 0:
-                balance = load_balancing_loss(probs, routing.expert_index, padding_mask)
-                self.add_loss(
-                    self.load_balance_weight * balance / self.num_selected_experts)
-            if self.z_loss_weight > 0:
-                self.add_loss(self.z_loss_weight * z_loss)
-
-        dispatcher = make_dispatcher(
-            resolve_dispatch(self.dispatch), routing, self.num_experts)
-        grouped = tf.reshape(inputs, [groups, tokens, inputs.shape[-1]])  # [G, T, H]
-        expert_outputs = self.experts(dispatcher.dispatch(grouped), training=training)
-        outputs = tf.reshape(dispatcher.combine(expert_outputs), shape)   # [B, S, H]
+        result = self.grouped_forward(
+            tf.reshape(inputs, [groups, tokens, inputs.shape[-1]]),
+            tf.reshape(padding_mask, [groups, tokens]), logits,
+            lambda expert_inputs: self.experts(expert_inputs, training=training),
+            rows_per_group=rows, dispatch=resolve_dispatch(self.dispatch), training=training)
+        for loss in result.aux_losses:
+            self.add_loss(loss)
+        outputs = tf.reshape(result.outputs, shape)                       # [B, S, H]
         outputs = self.output_dropout(outputs, training=training)
         outputs = tf.where(poisoned[..., None], tf.constant(float("nan"), outputs.dtype), outputs)
 
+        routing = result.routing
         self.routing_tracker.update_state(
-            routing.expert_index, routing.valid, routing.kept, z_loss)
+            routing.expert_index, routing.valid, routing.kept, result.z_loss)
         return outputs
+
+    def capacity(self, tokens_per_group, training=None):
+        """Expert capacity per routing group of `tokens_per_group` tokens.
+
+        Each token makes `top_k` assignments, so top-k capacity is k times switch
+        capacity (GShard: 2N/E for top-2); no expert can take more than every token.
+        """
+        factor = self.capacity_factor if training else self.eval_capacity_factor
+        return expert_capacity(tokens_per_group * self.top_k, factor, self.num_experts,
+                               self.min_capacity, max_capacity=tokens_per_group)
+
+    def grouped_forward(self, grouped, padding_mask, router_logits, experts, *,
+                        rows_per_group, dispatch, training=None):
+        """The MoE computation on grouped tokens, after the router: routing instructions
+        -> dispatch -> experts -> combine, and the auxiliary losses.
+
+        One code path for every partitioning: `call` runs it on local tensors,
+        `tfmoe.distribute.ExpertParallelMoe` on DTensors with expert-sharded `experts`.
+
+        Args:
+          grouped: `[groups, tokens, hidden]` token states (padding zeroed).
+          padding_mask: bool `[groups, tokens]`, true for real tokens.
+          router_logits: `[groups, tokens, num_experts]`.
+          experts: callable `[E, groups * capacity, hidden]` -> same shape.
+          rows_per_group: batch rows in each group (`routing_group_shape`).
+          dispatch: a resolved dispatch mode, `"gather"` or `"einsum"`.
+          training: capacity factor and auxiliary losses switch.
+
+        Returns:
+          `GroupedForward`.
+        """
+        tokens = grouped.shape[1] if grouped.shape[1] is not None else tf.shape(grouped)[1]
+        probs = tf.nn.softmax(tf.cast(router_logits, tf.float32), axis=-1)
+        routing = route_top_k(probs, self.top_k, self.capacity(tokens, training), padding_mask,
+                              priority=self.priority, rows_per_group=rows_per_group)
+        z_loss = router_z_loss(router_logits, padding_mask)
+        aux_losses = []
+        if training:
+            if self.load_balance_weight > 0:
+                balance = load_balancing_loss(probs, routing.expert_index, padding_mask)
+                aux_losses.append(self.load_balance_weight * balance / self.top_k)
+            if self.z_loss_weight > 0:
+                aux_losses.append(self.z_loss_weight * z_loss)
+
+        dispatcher = make_dispatcher(dispatch, routing, self.num_experts)
+        outputs = dispatcher.combine(experts(dispatcher.dispatch(grouped)))    # [G, T, H]
+        return GroupedForward(outputs, routing, tuple(aux_losses), z_loss)
 
     @property
     def routing_stats(self):
@@ -269,7 +351,7 @@ class MoeFeedForward(keras.layers.Layer):
         config.update(
             num_experts=self.num_experts,
             intermediate_dim=self.intermediate_dim,
-            num_selected_experts=self.num_selected_experts,
+            top_k=self.top_k,
             capacity_factor=self.capacity_factor,
             eval_capacity_factor=self.eval_capacity_factor,
             group_size=self.group_size,
@@ -286,21 +368,30 @@ class MoeFeedForward(keras.layers.Layer):
             dispatch=self.dispatch,
             priority=self.priority,
             routing_metrics=self.routing_metrics,
+            metrics_name=self.metrics_name,
             seed=self.seed,
         )
         return config
+
+
+def _check_fixed_top_k(cls, top_k, fixed):
+    if top_k != fixed:
+        raise ValueError(
+            f"{cls.__name__} routes every token to `top_k={fixed}` expert(s), got "
+            f"`top_k={top_k!r}`; use `MoeFeedForward(top_k=...)` for other values.")
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
 class SwitchFeedForward(MoeFeedForward):
     """Switch Transformer expert layer: top-1 routing, gate = router probability.
 
-    See `MoeFeedForward` for arguments and call signature.
+    See `MoeFeedForward` for arguments and call signature; `top_k` is fixed at 1 (any
+    other value raises ValueError).
     """
 
-    def __init__(self, num_experts, intermediate_dim, **kwargs):
-        kwargs.pop("num_selected_experts", None)
-        super().__init__(num_experts, intermediate_dim, num_selected_experts=1, **kwargs)
+    def __init__(self, num_experts, intermediate_dim, *, top_k=1, **kwargs):
+        _check_fixed_top_k(type(self), top_k, 1)
+        super().__init__(num_experts, intermediate_dim, top_k=1, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -311,9 +402,10 @@ class Top2FeedForward(MoeFeedForward):
     sum to 1. With `priority="position"` second choices take capacity only after all
     first choices of the group (GShard, for encoders); the default `"token"` places
     both choices of a token before any later token (causal, for decoders).
-    See `MoeFeedForward` for arguments and call signature.
+    See `MoeFeedForward` for arguments and call signature; `top_k` is fixed at 2 (any
+    other value raises ValueError).
     """
 
-    def __init__(self, num_experts, intermediate_dim, **kwargs):
-        kwargs.pop("num_selected_experts", None)
-        super().__init__(num_experts, intermediate_dim, num_selected_experts=2, **kwargs)
+    def __init__(self, num_experts, intermediate_dim, *, top_k=2, **kwargs):
+        _check_fixed_top_k(type(self), top_k, 2)
+        super().__init__(num_experts, intermediate_dim, top_k=2, **kwargs)

@@ -27,6 +27,23 @@ def _router_matmul(tokens, kernel):
     return tf.matmul(tokens, kernel), grad
 
 
+def router_logits(inputs, kernel):
+    """Router logits `[..., num_experts]` of token states `[..., hidden]`.
+
+    The one implementation of the router's projection: `Router` calls it with its
+    variable, `tfmoe.distribute.ExpertParallelMoe` with a replicated DTensor.
+
+    Args:
+      inputs: `[..., hidden]` token states.
+      kernel: `[hidden, num_experts]` tensor.
+    """
+    hidden, num_experts = inputs.shape[-1], kernel.shape[-1]
+    logits = _router_matmul(tf.reshape(inputs, [-1, hidden]), kernel)
+    leading = [dim if dim is not None else tf.shape(inputs)[axis]
+               for axis, dim in enumerate(inputs.shape[:-1])]
+    return tf.reshape(logits, leading + [num_experts])
+
+
 @keras.saving.register_keras_serializable(package="tfmoe")
 class Router(keras.layers.Layer):
     """Computes router logits `[batch, seq, num_experts]` from `[batch, seq, hidden]`.
@@ -57,12 +74,8 @@ class Router(keras.layers.Layer):
             inputs = inputs * keras.random.uniform(
                 ops.shape(inputs), 1.0 - self.jitter_noise, 1.0 + self.jitter_noise,
                 dtype=inputs.dtype, seed=self._seed_generator)
-        hidden = inputs.shape[-1]
         # The kernel as a tensor (read under any autocast scope), not the variable.
-        logits = _router_matmul(tf.reshape(inputs, [-1, hidden]), tf.convert_to_tensor(self.kernel))
-        leading = [dim if dim is not None else tf.shape(inputs)[axis]
-                   for axis, dim in enumerate(inputs.shape[:-1])]
-        return tf.reshape(logits, leading + [self.num_experts])
+        return router_logits(inputs, tf.convert_to_tensor(self.kernel))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.num_experts,)

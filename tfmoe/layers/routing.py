@@ -167,28 +167,28 @@ def _positions_in_expert(expert_index, valid, rank, num_experts):
     return tf.reshape(position, shape)
 
 
-def _assignment_rank(token_rank, k, priority):
+def _assignment_rank(token_rank, top_k, priority):
     """Priority rank `[G, T, k]` of every assignment from the tokens' rank `[G or 1, T]`."""
     tokens = tf.shape(token_rank)[1]
-    choice = tf.range(k)[None, None, :]
+    choice = tf.range(top_k)[None, None, :]
     if priority == "token":
-        return token_rank[..., None] * k + choice
+        return token_rank[..., None] * top_k + choice
     return choice * tokens + token_rank[..., None]                          # choices first
 
 
-def route_top_k(router_probs, k, capacity, padding_mask=None, priority="position",
+def route_top_k(router_probs, top_k, capacity, padding_mask=None, priority="position",
                 normalize_gates=None, rows_per_group=1):
     """Builds `RoutingInstructions` from router probabilities.
 
     Args:
       router_probs: float32 `[groups, tokens, num_experts]` softmax probabilities; each
         group's tokens stored row-major as `[rows_per_group, tokens // rows_per_group]`.
-      k: experts per token (1 = Switch, 2 = GShard/GLaM top-2).
+      top_k: experts per token k (1 = Switch, 2 = GShard/GLaM top-2).
       capacity: expert capacity per group (see `expert_capacity`).
       padding_mask: optional bool `[groups, tokens]`, true for real tokens.
       priority: `"token"`, `"position"` or `"probability"` (see module docstring).
       normalize_gates: renormalise the k gates of a token to sum to 1; defaults to
-        `k > 1` (GShard); Switch (k=1) keeps the raw router probability as the gate.
+        `top_k > 1` (GShard); Switch (k=1) keeps the raw router probability as the gate.
       rows_per_group: batch rows in each group (sets the position-major token order).
 
     Returns:
@@ -198,8 +198,8 @@ def route_top_k(router_probs, k, capacity, padding_mask=None, priority="position
         raise ValueError(f"`priority` must be one of {PRIORITIES}, got {priority!r}.")
     num_experts = router_probs.shape[-1]
     if normalize_gates is None:
-        normalize_gates = k > 1
-    gates, expert_index = tf.math.top_k(router_probs, k=k)                 # [G, T, k]
+        normalize_gates = top_k > 1
+    gates, expert_index = tf.math.top_k(router_probs, k=top_k)                # [G, T, k]
     expert_index = tf.cast(expert_index, tf.int32)
     if normalize_gates:
         gates = gates / tf.maximum(tf.reduce_sum(gates, -1, keepdims=True), 1e-9)
@@ -220,7 +220,7 @@ def route_top_k(router_probs, k, capacity, padding_mask=None, priority="position
         token_rank = tf.argsort(order, axis=1, stable=True)
     else:
         token_rank = _token_order(tokens, rows_per_group)[None, :]
-    rank = _assignment_rank(tf.cast(token_rank, tf.int32), k, priority)
+    rank = _assignment_rank(tf.cast(token_rank, tf.int32), top_k, priority)
     position = _positions_in_expert(
         tf.stop_gradient(expert_index), valid,
         tf.broadcast_to(rank, tf.shape(expert_index)), num_experts)

@@ -3,8 +3,13 @@
 import keras
 
 from tfmoe.layers.attention import T5Attention
-from tfmoe.layers.feed_forward_factory import make_feed_forward
+from tfmoe.layers.dense_feed_forward import DenseFeedForward
+from tfmoe.layers.moe_feed_forward import (MOE_OPTIONS, MoeFeedForward, SwitchFeedForward,
+                                           Top2FeedForward)
 from tfmoe.layers.rms_norm import RMSNorm
+
+# The MoE layer class of each `top_k` (other values: the generic `MoeFeedForward`).
+_MOE_CLASSES = {1: SwitchFeedForward, 2: Top2FeedForward}
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -12,8 +17,8 @@ class TransformerBlock(keras.layers.Layer):
     """One T5 v1.0 / Switch Transformer layer: self-attention, [cross-attention], FFN.
 
     Each sublayer is `x + dropout(sublayer(rms_norm(x)))`. The feed-forward network is a
-    `DenseFeedForward` (`num_experts=0`) or an MoE layer (`SwitchFeedForward` /
-    `Top2FeedForward`), see `tfmoe.layers.feed_forward_factory`.
+    `DenseFeedForward` (`num_experts=0`) or an MoE layer: `SwitchFeedForward`
+    (`top_k=1`), `Top2FeedForward` (`top_k=2`), `MoeFeedForward` (other `top_k`).
 
     Args:
       num_heads: attention heads.
@@ -21,16 +26,18 @@ class TransformerBlock(keras.layers.Layer):
       intermediate_dim: feed-forward (or per-expert) hidden size.
       use_cross_attention: add encoder-decoder attention (decoder blocks of seq2seq models).
       num_experts: 0 (dense) or the number of experts.
-      routing: `"top1"` or `"top2"` when sparse.
+      top_k: experts per token when sparse (1: Switch, 2: GShard / GLaM).
       activation, gated: feed-forward activation and gated-linear-unit variant.
-      dropout: residual, attention-probability and feed-forward hidden dropout.
+      dropout: residual, attention-probability and feed-forward hidden dropout (the MoE
+        layers get `dropout=0`: the residual dropout is the block's).
       expert_dropout: hidden dropout inside experts (defaults to `dropout`).
       layer_norm_epsilon: RMS norm epsilon.
       init_scale: variance scale of every kernel initializer of the block (attention,
         dense feed-forward, experts and router: one rule for the whole model).
-      moe_options: extra MoE layer options (capacity factors, loss weights, ...).
-      feed_forward_name: name of the feed-forward sublayer (the MoE layers name their
-        routing metrics after it, so stacks make it unique per model).
+      moe_options: MoE layer options, any of `tfmoe.layers.moe_feed_forward.MOE_OPTIONS`
+        (capacity factors, loss weights, ...).
+      metrics_name: name of the MoE layer's routing metrics (default: the feed-forward
+        layer's name); stacks make it unique per model.
 
     Call arguments:
       hidden_states: `[batch, seq, hidden]`.
@@ -57,18 +64,25 @@ class TransformerBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, key_value_dim, intermediate_dim, *, use_cross_attention=False,
-                 num_experts=0, routing="top1", activation="relu", gated=False, dropout=0.0,
+                 num_experts=0, top_k=1, activation="relu", gated=False, dropout=0.0,
                  expert_dropout=None, layer_norm_epsilon=1e-6, init_scale=1.0,
-                 moe_options=None, feed_forward_name="feed_forward", **kwargs):
+                 moe_options=None, metrics_name=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
+        if int(num_experts) < 0:
+            raise ValueError(f"`num_experts` must be >= 0, got {num_experts}.")
+        if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
+            raise ValueError(f"`top_k` must be an integer >= 1, got {top_k!r}.")
+        unknown = sorted(set(moe_options or {}) - set(MOE_OPTIONS))
+        if unknown:
+            raise ValueError(f"Unknown `moe_options` {unknown}; valid: {list(MOE_OPTIONS)}.")
         self.num_heads = int(num_heads)
         self.key_value_dim = int(key_value_dim)
         self.intermediate_dim = int(intermediate_dim)
         self.use_cross_attention = bool(use_cross_attention)
         self.num_experts = int(num_experts)
-        self.routing = routing
+        self.top_k = int(top_k)
         self.activation = activation
         self.gated = bool(gated)
         self.dropout = float(dropout)
@@ -76,7 +90,7 @@ class TransformerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.init_scale = float(init_scale)
         self.moe_options = dict(moe_options or {})
-        self.feed_forward_name = feed_forward_name
+        self.metrics_name = metrics_name
 
         policy = self.dtype_policy
         self.self_attention_layer_norm = RMSNorm(
@@ -92,12 +106,20 @@ class TransformerBlock(keras.layers.Layer):
                 init_scale=self.init_scale, dtype=policy, name="cross_attention")
         self.feed_forward_layer_norm = RMSNorm(
             self.layer_norm_epsilon, dtype=policy, name="feed_forward_layer_norm")
-        self.feed_forward = make_feed_forward(
-            self.intermediate_dim, num_experts=self.num_experts, routing=self.routing,
-            activation=self.activation, gated=self.gated,
-            dropout=self.dropout if self.expert_dropout is None else self.expert_dropout,
-            init_scale=self.init_scale, moe_options=self.moe_options, dtype=policy,
-            name=self.feed_forward_name)
+        hidden_dropout = self.dropout if self.expert_dropout is None else self.expert_dropout
+        if self.num_experts == 0:
+            self.feed_forward = DenseFeedForward(
+                self.intermediate_dim, activation=self.activation, gated=self.gated,
+                dropout=hidden_dropout, init_scale=self.init_scale, dtype=policy,
+                name="feed_forward")
+        else:
+            moe_class = _MOE_CLASSES.get(self.top_k, MoeFeedForward)
+            self.feed_forward = moe_class(
+                self.num_experts, self.intermediate_dim, top_k=self.top_k,
+                activation=self.activation, gated=self.gated, dropout=0.0,
+                expert_dropout=hidden_dropout, init_scale=self.init_scale,
+                metrics_name=self.metrics_name, dtype=policy, name="feed_forward",
+                **self.moe_options)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
 
     @property
@@ -164,7 +186,7 @@ class TransformerBlock(keras.layers.Layer):
             intermediate_dim=self.intermediate_dim,
             use_cross_attention=self.use_cross_attention,
             num_experts=self.num_experts,
-            routing=self.routing,
+            top_k=self.top_k,
             activation=keras.activations.serialize(keras.activations.get(self.activation)),
             gated=self.gated,
             dropout=self.dropout,
@@ -172,6 +194,6 @@ class TransformerBlock(keras.layers.Layer):
             layer_norm_epsilon=self.layer_norm_epsilon,
             init_scale=self.init_scale,
             moe_options=self.moe_options,
-            feed_forward_name=self.feed_forward_name,
+            metrics_name=self.metrics_name,
         )
         return config

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmoe.layers.feed_forward_factory import is_sparse_layer
 from tfmoe.layers.relative_position_bias import RelativePositionBias
 from tfmoe.layers.rms_norm import RMSNorm
 from tfmoe.layers.transformer_block import TransformerBlock
@@ -14,19 +13,33 @@ from tfmoe.layers.transformer_block import TransformerBlock
 MASK_VALUE = float(np.finfo(np.float32).min)
 
 
-def routing_priority(priority, routing, causal):
+def is_sparse_layer(index, sparse_step):
+    """Whether layer `index` (0-based) of a stack holds an MoE feed-forward.
+
+    The rule of Hugging Face `SwitchTransformersStack` (and the released checkpoints):
+    `sparse_step == 0` -> no sparse layer; `sparse_step == 1` -> every layer;
+    otherwise the layers with `index % sparse_step == 1` (step 2: layers 1, 3, 5, ...).
+    """
+    if sparse_step < 0:
+        raise ValueError(f"`sparse_step` must be >= 0, got {sparse_step}.")
+    if sparse_step == 0:
+        return False
+    return sparse_step == 1 or index % sparse_step == 1
+
+
+def routing_priority(priority, top_k, causal):
     """The MoE routing priority of a stack: `priority`, or by default `"token"` for
     causal stacks and `"position"` (GShard) otherwise.
 
     Raises:
       ValueError: a priority under which a causal stack's routing would depend on later
-        positions (`"probability"`, or `"position"` with top-2 routing).
+        positions (`"probability"`, or `"position"` with `top_k > 1`).
     """
     if priority is None:
         return "token" if causal else "position"
-    if causal and (priority == "probability" or (priority == "position" and routing != "top1")):
+    if causal and (priority == "probability" or (priority == "position" and top_k > 1)):
         raise ValueError(
-            f"`priority={priority!r}` with {routing} routing lets a token's routing depend "
+            f"`priority={priority!r}` with top-{top_k} routing lets a token's routing depend "
             "on later positions, which a causal stack must not; use 'token'.")
     return priority
 
@@ -54,7 +67,7 @@ class TransformerStack(keras.layers.Layer):
       use_cross_attention: encoder-decoder attention in every block.
       num_experts: experts per sparse layer, 0 for a dense stack.
       sparse_step: see above.
-      routing: `"top1"` (Switch) or `"top2"` (GShard / GLaM).
+      top_k: experts per token in the sparse layers (1: Switch, 2: GShard / GLaM).
       activation, gated, dropout, expert_dropout, layer_norm_epsilon, init_scale,
         moe_options: passed to the blocks. The MoE routing `priority` defaults to
         `"token"` in causal stacks (causal for any k) and `"position"` (GShard)
@@ -84,13 +97,14 @@ class TransformerStack(keras.layers.Layer):
       `[batch, seq, hidden]`, or `(output, cache)` when `cache` is given.
 
     Sublayers: `relative_position_bias`, `blocks` (list of `TransformerBlock` named
-    `block_{i}`, whose `feed_forward` is named `{stack name}_block_{i}_feed_forward` so
-    that routing metrics of different layers get different names), `final_layer_norm`.
+    `block_{i}`, each with a sublayer `feed_forward`), `final_layer_norm`. The routing
+    metrics of block `i`'s MoE layer are named `{stack name}_block_{i}_feed_forward`,
+    unique in a model (weights keep their layer paths, `{stack}/block_{i}/feed_forward/...`).
     """
 
     def __init__(self, num_layers, num_heads, key_value_dim, intermediate_dim, *,
                  causal=False, use_cross_attention=False, num_experts=0, sparse_step=2,
-                 routing="top1", activation="relu", gated=False, dropout=0.0,
+                 top_k=1, activation="relu", gated=False, dropout=0.0,
                  expert_dropout=None, layer_norm_epsilon=1e-6, init_scale=1.0,
                  relative_attention_num_buckets=32, relative_attention_max_distance=128,
                  relative_attention_initializer="zeros", router_ignore_padding_tokens=True,
@@ -108,7 +122,7 @@ class TransformerStack(keras.layers.Layer):
         self.use_cross_attention = bool(use_cross_attention)
         self.num_experts = int(num_experts)
         self.sparse_step = int(sparse_step)
-        self.routing = routing
+        self.top_k = int(top_k)
         self.activation = activation
         self.gated = bool(gated)
         self.dropout = float(dropout)
@@ -123,7 +137,7 @@ class TransformerStack(keras.layers.Layer):
         self.moe_options = dict(moe_options or {})
         block_moe_options = dict(self.moe_options)
         block_moe_options["priority"] = routing_priority(
-            self.moe_options.get("priority"), self.routing, self.causal)
+            self.moe_options.get("priority"), self.top_k, self.causal)
 
         policy = self.dtype_policy
         self.relative_position_bias = RelativePositionBias(
@@ -136,11 +150,11 @@ class TransformerStack(keras.layers.Layer):
                 self.num_heads, self.key_value_dim, self.intermediate_dim,
                 use_cross_attention=self.use_cross_attention,
                 num_experts=self.num_experts if is_sparse_layer(i, self.sparse_step) else 0,
-                routing=self.routing, activation=self.activation, gated=self.gated,
+                top_k=self.top_k, activation=self.activation, gated=self.gated,
                 dropout=self.dropout, expert_dropout=self.expert_dropout,
                 layer_norm_epsilon=self.layer_norm_epsilon, init_scale=self.init_scale,
                 moe_options=block_moe_options,
-                feed_forward_name=f"{self.name}_block_{i}_feed_forward",
+                metrics_name=f"{self.name}_block_{i}_feed_forward",
                 dtype=policy, name=f"block_{i}")
             for i in range(self.num_layers)
         ]
@@ -242,7 +256,7 @@ class TransformerStack(keras.layers.Layer):
             use_cross_attention=self.use_cross_attention,
             num_experts=self.num_experts,
             sparse_step=self.sparse_step,
-            routing=self.routing,
+            top_k=self.top_k,
             activation=keras.activations.serialize(keras.activations.get(self.activation)),
             gated=self.gated,
             dropout=self.dropout,

@@ -370,7 +370,7 @@ def init_student_from_teacher(student, teacher, expert_init="none", strict=True)
     cross-attention projections, every layer norm, and the dense feed-forward networks
     of the layers that are dense in the teacher. Expert weights (routers and experts)
     are never copied. At the teacher's sparse positions the student's feed-forward
-    network (same key, e.g. `backbone/decoder/block_1/decoder_block_1_feed_forward/wi_0`)
+    network (same key, e.g. `backbone/decoder/block_1/feed_forward/wi_0`)
     is:
 
     - `expert_init="none"` (default, the paper: "initializing the dense model with

@@ -3,11 +3,11 @@
 `count_params(name)` equals `model.count_params()` of the preset's model
 (`SwitchSeq2SeqLM` for seq2seq presets, `SwitchCausalLM` for causal-LM presets, or
 `SwitchTextClassifier` with `task="classifier"`). `count_active_params(name)` counts the
-parameters one token uses: everything except the experts it is not routed to (k = 1
-for top-1, 2 for top-2 routing); embeddings included.
+parameters one token uses: everything except the experts it is not routed to (`top_k`
+of them are); embeddings included.
 """
 
-from tfmoe.layers.feed_forward_factory import is_sparse_layer
+from tfmoe.layers.transformer_stack import is_sparse_layer
 from tfmoe.models import presets as preset_registry
 
 TASKS = ("default", "classifier")
@@ -65,12 +65,12 @@ def _stack_params(config, num_layers, sparse_step, cross_attention, active):
     inner = config["num_heads"] * config["key_value_dim"]
     ffn = d * config["intermediate_dim"] * (3 if config["gated"] else 2)
     attention = 4 * d * inner + d                      # q, k, v, o + its layer norm
-    experts, k = config["num_experts"], (1 if config["routing"] == "top1" else 2)
+    experts, top_k = config["num_experts"], config["top_k"]
     total = config["relative_attention_num_buckets"] * config["num_heads"] + d
     for i in range(num_layers):
         total += attention * (2 if cross_attention else 1) + d   # + feed-forward norm
         if experts and is_sparse_layer(i, sparse_step):
-            total += d * experts + (min(k, experts) if active else experts) * ffn
+            total += d * experts + (min(top_k, experts) if active else experts) * ffn
         else:
             total += ffn
     return total
@@ -121,7 +121,7 @@ def _human(n):
 
 def preset_table():
     """Markdown table of every preset: model, shape, total and active parameters."""
-    rows = ["| preset | model | layers | d_model | heads | d_ff | experts (routing, step) "
+    rows = ["| preset | model | layers | d_model | heads | d_ff | experts (top-k, step) "
             "| total params | active params / token |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name in preset_registry.list_presets():
@@ -132,7 +132,7 @@ def preset_table():
                 "num_decoder_layers"]
             layers = f"{c['num_layers']}+{decoder}"
         ffn = f"{c['intermediate_dim']}{' GEGLU' if c['gated'] else ''}"
-        experts = (f"{c['num_experts']} ({c['routing']}, {c['sparse_step']})"
+        experts = (f"{c['num_experts']} (top-{c['top_k']}, {c['sparse_step']})"
                    if c["num_experts"] else "dense")
         total, active = count_params(name), count_active_params(name)
         rows.append(

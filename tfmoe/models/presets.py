@@ -49,7 +49,7 @@ _TINY = dict(
 _GLAM_BASE = dict(
     vocabulary_size=32128, hidden_dim=768, num_heads=12, key_value_dim=64,
     intermediate_dim=3072, num_layers=12, activation="gelu", gated=False, dropout=0.0,
-    tie_embeddings=True, num_experts=64, sparse_step=2, routing="top2")
+    tie_embeddings=True, num_experts=64, sparse_step=2, top_k=2)
 
 _TINY_LM = dict(
     vocabulary_size=8192, hidden_dim=128, num_heads=4, key_value_dim=32,
@@ -111,10 +111,10 @@ PRESETS = {
         CAUSAL_LM, "Tiny CPU decoder-only LM, 8 half-width GEGLU experts, top-2 in every layer "
         "(FLOPs per token of dense_lm_tiny).",
         **dict(_TINY_LM, intermediate_dim=_TINY_LM["intermediate_dim"] // 2, num_experts=8,
-               routing="top2", sparse_step=1, **_SHORT_RUN_BALANCE)),
+               top_k=2, sparse_step=1, **_SHORT_RUN_BALANCE)),
     "switch_lm_tiny_8": _preset(
         CAUSAL_LM, "Tiny CPU decoder-only LM, 8 GEGLU experts, top-1 in every other layer.",
-        **dict(_TINY_LM, num_experts=8, routing="top1", **_SHORT_RUN_BALANCE)),
+        **dict(_TINY_LM, num_experts=8, top_k=1, **_SHORT_RUN_BALANCE)),
     "dense_lm_tiny": _preset(
         CAUSAL_LM, "Tiny CPU decoder-only LM, dense twin of switch_lm_tiny_8 and glam_tiny_8.",
         **_TINY_LM),
@@ -125,7 +125,7 @@ PRESETS = {
         f"switch_lm_small_{e}": _preset(
             CAUSAL_LM, f"Small CPU decoder-only LM, {e} top-1 experts in every layer "
             "(FLOPs per token of dense_lm_small).",
-            **dict(_SMALL_LM, num_experts=e, routing="top1"))
+            **dict(_SMALL_LM, num_experts=e, top_k=1))
         for e in (8, 16, 32, 64)
     },
     **{
@@ -133,7 +133,7 @@ PRESETS = {
             CAUSAL_LM, f"Small CPU decoder-only LM, {e} top-2 experts of half width in every "
             "layer (FLOPs per token of dense_lm_small).",
             **dict(_SMALL_LM, intermediate_dim=_SMALL_LM["intermediate_dim"] // 2,
-                   num_experts=e, routing="top2"))
+                   num_experts=e, top_k=2))
         for e in (8, 16)
     },
 }

@@ -1,9 +1,10 @@
 """The architecture arguments shared by every tfmoe model, and the layers they build.
 
 `SwitchArchitecture` is the one place where the arguments of the model zoo (sizes,
-MoE options, special ids) have their defaults, are checked and normalised, and
-turn into layers (`ReversibleEmbedding` token embedding, `TransformerStack`s,
-tied-embedding logits). `SwitchBackbone` builds its layers from it and its tasks
+special ids) have their defaults, are checked and normalised, and turn into layers
+(`ReversibleEmbedding` token embedding, `TransformerStack`s, tied-embedding logits).
+The MoE options are the layers' own (`tfmoe.layers.MOE_OPTIONS`, with
+`MoeFeedForward`'s defaults), passed through by name. `SwitchBackbone` builds its layers from it and its tasks
 (`SwitchCausalLM`, `SwitchSeq2SeqLM`, `SwitchTextClassifier`) their output
 projection.
 """
@@ -13,10 +14,16 @@ import inspect
 import keras
 from keras import ops
 
-from tfmoe.layers.feed_forward_factory import MOE_OPTION_NAMES, ROUTINGS
-from tfmoe.layers.moe_feed_forward import (DEFAULT_GROUP_SIZE, DEFAULT_INIT_SCALE,
-                                           DEFAULT_MIN_CAPACITY)
+from tfmoe.layers.moe_feed_forward import DEFAULT_INIT_SCALE, MOE_OPTIONS, moe_option_defaults
 from tfmoe.layers.transformer_stack import TransformerStack
+
+
+def _like_default(value, default):
+    """`value` as the type of its (bool / int / float) default, so configs stay canonical."""
+    for kind in (bool, int, float):
+        if isinstance(default, kind):
+            return kind(value)
+    return value
 
 
 class SwitchArchitecture:
@@ -42,38 +49,38 @@ class SwitchArchitecture:
       num_experts: experts per sparse layer; 0 gives the dense baseline.
       sparse_step: sparse layer frequency (`tfmoe.layers.is_sparse_layer`: 1 = every
         layer, 2 = layers 1, 3, 5, ..., 0 = none).
-      routing: "top1" (`SwitchFeedForward`) or "top2" (`Top2FeedForward`).
-      capacity_factor, eval_capacity_factor, jitter_noise, load_balance_weight,
-        z_loss_weight, router_dtype, dispatch, group_size, min_capacity: MoE layer
-        options (`tfmoe.layers.MoeFeedForward`).
-      priority: MoE routing priority; None: `"token"` in decoders (causal for top-2
-        too), `"position"` (GShard) in encoders.
+      top_k: experts per token in the sparse layers: 1 (`SwitchFeedForward`), 2
+        (`Top2FeedForward`) or more (`MoeFeedForward`).
       init_scale: variance scale of every kernel initializer (attention, dense
         feed-forward, experts, router).
-      routing_metrics: log each MoE layer's routing metrics in `fit`/`evaluate`.
       expert_dropout: dropout on the experts' hidden units (defaults to `dropout`).
       router_ignore_padding_tokens: keep padding tokens out of the routers (default).
       pad_token_id, eos_token_id: special ids (T5: 0 and 1).
+      **moe_options: the MoE layer options (`tfmoe.layers.MOE_OPTIONS`: capacity
+        factors, routing groups, loss weights, router dtype, dispatch, ...), passed to
+        every MoE layer, with `MoeFeedForward`'s defaults except `priority`: None
+        gives `"token"` in decoders (causal for any `top_k`) and `"position"` (GShard)
+        in encoders.
 
     Raises:
       ValueError: naming the argument, for sizes below 1, a `hidden_dim` not divisible
         by `num_heads` without `key_value_dim`, negative `num_experts` / `sparse_step`,
-        an unknown `routing` or a `dropout` outside [0, 1).
+        a `top_k` below 1, an unknown argument or a `dropout` outside [0, 1).
     """
 
     REQUIRED = ("vocabulary_size", "hidden_dim", "num_heads", "intermediate_dim",
                 "num_layers")
+    # MoE option defaults of the models that differ from the layers': the stack picks
+    # the routing priority from its causality.
+    MOE_DEFAULTS = {"priority": None}
 
     def __init__(self, vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers, *,
                  key_value_dim=None, activation="relu", gated=False, dropout=0.1,
                  layer_norm_epsilon=1e-6, relative_attention_num_buckets=32,
                  relative_attention_max_distance=128, tie_embeddings=True, num_experts=0,
-                 sparse_step=2, routing="top1", capacity_factor=1.25,
-                 eval_capacity_factor=2.0, jitter_noise=0.0, load_balance_weight=0.01,
-                 z_loss_weight=0.0, router_dtype="float32", init_scale=DEFAULT_INIT_SCALE,
-                 dispatch="auto", routing_metrics=True, group_size=DEFAULT_GROUP_SIZE,
-                 min_capacity=DEFAULT_MIN_CAPACITY, priority=None, expert_dropout=None,
-                 router_ignore_padding_tokens=True, pad_token_id=0, eos_token_id=1):
+                 sparse_step=2, top_k=1, init_scale=DEFAULT_INIT_SCALE, expert_dropout=None,
+                 router_ignore_padding_tokens=True, pad_token_id=0, eos_token_id=1,
+                 **moe_options):
         for name, value in (("vocabulary_size", vocabulary_size), ("hidden_dim", hidden_dim),
                             ("num_heads", num_heads), ("intermediate_dim", intermediate_dim),
                             ("num_layers", num_layers)):
@@ -89,8 +96,11 @@ class SwitchArchitecture:
             raise ValueError(f"`num_experts` must be >= 0, got {num_experts}.")
         if int(sparse_step) < 0:
             raise ValueError(f"`sparse_step` must be >= 0, got {sparse_step}.")
-        if routing not in ROUTINGS:
-            raise ValueError(f"`routing` must be one of {ROUTINGS}, got {routing!r}.")
+        if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
+            raise ValueError(f"`top_k` must be an integer >= 1, got {top_k!r}.")
+        unknown = sorted(set(moe_options) - set(MOE_OPTIONS))
+        if unknown:
+            raise ValueError(f"Unknown argument(s) {unknown}; valid: {self.argument_names()}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
         self.vocabulary_size = int(vocabulary_size)
@@ -108,19 +118,12 @@ class SwitchArchitecture:
         self.tie_embeddings = bool(tie_embeddings)
         self.num_experts = int(num_experts)
         self.sparse_step = int(sparse_step)
-        self.routing = routing
-        self.capacity_factor = float(capacity_factor)
-        self.eval_capacity_factor = float(eval_capacity_factor)
-        self.jitter_noise = float(jitter_noise)
-        self.load_balance_weight = float(load_balance_weight)
-        self.z_loss_weight = float(z_loss_weight)
-        self.router_dtype = router_dtype
+        self.top_k = int(top_k)
         self.init_scale = float(init_scale)
-        self.dispatch = dispatch
-        self.routing_metrics = bool(routing_metrics)
-        self.group_size = int(group_size)
-        self.min_capacity = int(min_capacity)
-        self.priority = priority
+        defaults = self.moe_defaults()
+        for name in MOE_OPTIONS:
+            value = moe_options.get(name, defaults[name])
+            setattr(self, name, None if value is None else _like_default(value, defaults[name]))
         self.expert_dropout = None if expert_dropout is None else float(expert_dropout)
         self.router_ignore_padding_tokens = bool(router_ignore_padding_tokens)
         self.pad_token_id = int(pad_token_id)
@@ -129,10 +132,16 @@ class SwitchArchitecture:
     # Argument names and values ---------------------------------------------------------
 
     @classmethod
+    def moe_defaults(cls):
+        """`{name: default}` of the MoE options (`tfmoe.layers.MOE_OPTIONS`)."""
+        return {**moe_option_defaults(), **cls.MOE_DEFAULTS}
+
+    @classmethod
     def argument_defaults(cls):
         """`{name: default}` of the optional arguments (the required ones have none)."""
         params = inspect.signature(cls.__init__).parameters.values()
-        return {p.name: p.default for p in params if p.default is not p.empty}
+        return {**{p.name: p.default for p in params if p.default is not p.empty},
+                **cls.moe_defaults()}
 
     @classmethod
     def argument_names(cls):
@@ -159,8 +168,8 @@ class SwitchArchitecture:
 
     @property
     def moe_options(self):
-        """The MoE layer options (`tfmoe.layers.feed_forward_factory.MOE_OPTION_NAMES`)."""
-        return {name: getattr(self, name) for name in MOE_OPTION_NAMES}
+        """The MoE layer options (`tfmoe.layers.MOE_OPTIONS`)."""
+        return {name: getattr(self, name) for name in MOE_OPTIONS}
 
     # Layers ----------------------------------------------------------------------------
 
@@ -180,7 +189,7 @@ class SwitchArchitecture:
         return TransformerStack(
             num_layers, self.num_heads, self.key_value_dim, self.intermediate_dim,
             causal=causal, use_cross_attention=use_cross_attention,
-            num_experts=self.num_experts, sparse_step=sparse_step, routing=self.routing,
+            num_experts=self.num_experts, sparse_step=sparse_step, top_k=self.top_k,
             activation=self.activation, gated=self.gated, dropout=self.dropout,
             expert_dropout=self.expert_dropout, layer_norm_epsilon=self.layer_norm_epsilon,
             init_scale=self.init_scale,

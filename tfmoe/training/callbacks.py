@@ -34,12 +34,14 @@ def moe_layers(model: keras.Model) -> list:
 
 
 def expert_load(model: keras.Model) -> dict[str, np.ndarray]:
-    """`{layer name: token fraction per expert}` accumulated since the metrics were last reset."""
+    """`{routing metrics name: token fraction per expert}` accumulated since the metrics
+    were last reset (a stack names them `{stack}_block_{i}_feed_forward`)."""
     loads = {}
     for layer in moe_layers(model):
-        counts = np.asarray(keras.ops.convert_to_numpy(layer.routing_tracker.assignments), float)
+        tracker = layer.routing_tracker
+        counts = np.asarray(keras.ops.convert_to_numpy(tracker.assignments), float)
         total = counts.sum()
-        loads[layer.name] = counts / total if total > 0 else counts
+        loads[tracker.name] = counts / total if total > 0 else counts
     return loads
 
 

@@ -104,7 +104,7 @@ def experts_scaling_png(
 ) -> str:
     """Final loss against the number of experts (log2 axis), one marker per run.
 
-    `series`: `{label (e.g. "top1"): {model: (num_experts, [loss per seed])}}`, one line
+    `series`: `{label (e.g. "top-1"): {model: (num_experts, [loss per seed])}}`, one line
     per label through the means over seeds; `baseline`: `(name, [loss per seed])`, drawn
     as a horizontal line at its mean.
     """

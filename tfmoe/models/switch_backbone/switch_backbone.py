@@ -178,7 +178,7 @@ class SwitchBackbone(keras_hub.models.Backbone):
 
     @property
     def moe_options(self):
-        """The MoE layer options (`tfmoe.layers.feed_forward_factory.MOE_OPTION_NAMES`)."""
+        """The MoE layer options (`tfmoe.layers.MOE_OPTIONS`)."""
         return self.architecture.moe_options
 
     def get_config(self):
