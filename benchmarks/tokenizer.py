@@ -123,20 +123,31 @@ def _pick_sentence(lines, quotes):
     """The first line of 40-80 characters that is plain ASCII, or (`quotes`) that holds a curly quote."""
     for line in lines:
         text = line.strip()
-        if 40 <= len(text) <= 80 and (any(q in text for q in "\u201c\u2019") if quotes else text.isascii()):
+        if 40 <= len(text) <= 80 and (
+            any(q in text for q in "\u201c\u2019") if quotes else text.isascii()
+        ):
             return text
     raise ValueError("no suitable sentence")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=pathlib.Path, default=corpus.JARGON_FILE, help="gzipped text, one line each")
+    parser.add_argument(
+        "--corpus",
+        type=pathlib.Path,
+        default=corpus.JARGON_FILE,
+        help="gzipped text, one line each",
+    )
     parser.add_argument("--vocabulary", type=pathlib.Path, default=DEFAULT_VOCABULARY)
-    parser.add_argument("--reference", type=pathlib.Path, default=DEFAULT_REFERENCE, help="tokenizers JSON")
+    parser.add_argument(
+        "--reference", type=pathlib.Path, default=DEFAULT_REFERENCE, help="tokenizers JSON"
+    )
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5, help="steady-state passes")
     parser.add_argument("--startups", type=int, default=15, help="fresh pipelines per tokenizer")
-    parser.add_argument("--calls", type=int, default=500, help="batch-1 calls per tokenizer and sentence")
+    parser.add_argument(
+        "--calls", type=int, default=500, help="batch-1 calls per tokenizer and sentence"
+    )
     parser.add_argument("--json", type=pathlib.Path, help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -145,7 +156,10 @@ def main(argv=None):
     with gzip.open(args.corpus, "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")
     startup_lines = [line for line in lines if line.strip()][:STARTUP_LINES]
-    sentences = {"ASCII": _pick_sentence(lines, quotes=False), "curly quotes": _pick_sentence(lines, quotes=True)}
+    sentences = {
+        "ASCII": _pick_sentence(lines, quotes=False),
+        "curly quotes": _pick_sentence(lines, quotes=True),
+    }
     vocab_path = str(args.vocabulary)
     load_before = os.getloadavg()[0]
 
@@ -175,15 +189,23 @@ def main(argv=None):
     results = {name: {} for name in [*graph_tokenizers, REFERENCE]}
     # 1. Steady state.
     for name, tokenize_batch in graph_tokenizers.items():
-        tokens, seconds = _steady_state(_tf_data_passes(tokenize_batch, lines, args.batch_size), args.repeats)
+        tokens, seconds = _steady_state(
+            _tf_data_passes(tokenize_batch, lines, args.batch_size), args.repeats
+        )
         results[name].update(tokens=tokens, seconds_per_pass=seconds)
     tokens, seconds = _steady_state(
-        lambda: sum(len(e.ids) for e in reference.encode_batch(lines, add_special_tokens=False)), args.repeats
+        lambda: sum(len(e.ids) for e in reference.encode_batch(lines, add_special_tokens=False)),
+        args.repeats,
     )
     results[REFERENCE].update(tokens=tokens, seconds_per_pass=seconds)
     # 2. Start-up of a fresh pipeline (one warm-up pipeline each first).
-    startup = {name: (lambda t=t: _fresh_pipeline_ms(t, startup_lines)) for name, t in graph_tokenizers.items()}
-    startup[REFERENCE] = lambda: _call_ms(lambda x: reference.encode_batch(x, add_special_tokens=False), startup_lines)
+    startup = {
+        name: (lambda t=t: _fresh_pipeline_ms(t, startup_lines))
+        for name, t in graph_tokenizers.items()
+    }
+    startup[REFERENCE] = lambda: _call_ms(
+        lambda x: reference.encode_batch(x, add_special_tokens=False), startup_lines
+    )
     _interleaved_medians(startup, rounds=1)
     for name, ms in _interleaved_medians(startup, args.startups).items():
         results[name]["startup_ms"] = ms
@@ -191,7 +213,9 @@ def main(argv=None):
     for label, sentence in sentences.items():
         one = tf.constant([sentence])
         calls = {name: (lambda t=t: _call_ms(t, one)) for name, t in eager_tokenizers.items()}
-        calls[REFERENCE] = lambda s=sentence: _call_ms(lambda x: reference.encode(x, add_special_tokens=False), s)
+        calls[REFERENCE] = lambda s=sentence: _call_ms(
+            lambda x: reference.encode(x, add_special_tokens=False), s
+        )
         _interleaved_medians(calls, rounds=10)
         for name, ms in _interleaved_medians(calls, args.calls // 10, calls_per_round=10).items():
             results[name][f"batch1_ms_{label}"] = ms
@@ -215,10 +239,14 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     for name, result in results.items():
-        result["tfmoe_steady_state_speedup"] = ours["tokens_per_second"] / result["tokens_per_second"]
+        result["tfmoe_steady_state_speedup"] = (
+            ours["tokens_per_second"] / result["tokens_per_second"]
+        )
         result["tfmoe_startup_ratio"] = ours["startup_ms"] / result["startup_ms"]
         result["tfmoe_batch1_ratio"] = ours["batch1_ms_ASCII"] / result["batch1_ms_ASCII"]
-        result["tfmoe_batch1_quotes_ratio"] = ours["batch1_ms_curly quotes"] / result["batch1_ms_curly quotes"]
+        result["tfmoe_batch1_quotes_ratio"] = (
+            ours["batch1_ms_curly quotes"] / result["batch1_ms_curly quotes"]
+        )
         print(
             f"{name:28s} {result['tokens']:8d} {result['tokens_per_second']:11,.0f} "
             f"{result['tfmoe_steady_state_speedup']:7.2f}x | {result['startup_ms']:11.1f} "
@@ -231,7 +259,12 @@ def main(argv=None):
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"constructor_ms": constructor_ms, "first_eager_call_ms": first_eager_ms, "results": results}, indent=2
+                {
+                    "constructor_ms": constructor_ms,
+                    "first_eager_call_ms": first_eager_ms,
+                    "results": results,
+                },
+                indent=2,
             )
         )
     return 0

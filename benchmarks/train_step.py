@@ -60,9 +60,19 @@ def time_steps(models, data, steps_per_round, rounds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=[
-        "dense_lm_small", "switch_lm_small_8", "switch_lm_small_16", "switch_lm_small_32",
-        "switch_lm_small_64", "glam_lm_small_8"], help="presets; the first is the baseline")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[
+            "dense_lm_small",
+            "switch_lm_small_8",
+            "switch_lm_small_16",
+            "switch_lm_small_32",
+            "switch_lm_small_64",
+            "glam_lm_small_8",
+        ],
+        help="presets; the first is the baseline",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--sequence_length", type=int, default=128)
     parser.add_argument("--steps_per_round", type=int, default=10)
@@ -72,8 +82,10 @@ def main(argv=None):
     models = {name: make_model(name) for name in args.models}
     times = time_steps(models, data, args.steps_per_round, args.rounds)
     baseline = times[args.models[0]]
-    print(f"batch {args.batch_size} x {args.sequence_length} tokens, median of {args.rounds} rounds "
-          f"of {args.steps_per_round} steps")
+    print(
+        f"batch {args.batch_size} x {args.sequence_length} tokens, median of {args.rounds} rounds "
+        f"of {args.steps_per_round} steps"
+    )
     print("| preset | s / step | vs " + args.models[0] + " |")
     print("|---|---|---|")
     for name, seconds in times.items():

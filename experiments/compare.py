@@ -40,9 +40,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", ["dense_lm_tiny", "switch_lm_tiny_8"],
-                  "presets to compare; the first is the baseline (the dense twin)")
-flags.DEFINE_list("seeds", ["0"], "seeds (model init and data order; each model runs once per seed)")
+flags.DEFINE_list(
+    "models",
+    ["dense_lm_tiny", "switch_lm_tiny_8"],
+    "presets to compare; the first is the baseline (the dense twin)",
+)
+flags.DEFINE_list(
+    "seeds", ["0"], "seeds (model init and data order; each model runs once per seed)"
+)
 flags.DEFINE_string("dataset", "default", "text source (see pretrain.py)")
 flags.DEFINE_integer("steps", 1000, "training steps of each model")
 flags.DEFINE_integer("steps_per_epoch", 50, "evaluation interval")
@@ -54,7 +59,9 @@ flags.DEFINE_integer("validation_steps", None, "validation batches (default: who
 flags.DEFINE_string("output_dir", "runs/compare", "runs, table and plots")
 flags.DEFINE_integer("verbose", 2, "fit verbosity")
 flags.DEFINE_multi_string("override", [], "KEY=VALUE model override applied to every model")
-flags.DEFINE_bool("report_only", False, "rebuild the table and plots from the finished runs in --output_dir")
+flags.DEFINE_bool(
+    "report_only", False, "rebuild the table and plots from the finished runs in --output_dir"
+)
 
 
 def cross_entropy(record):
@@ -104,8 +111,11 @@ def summarize(runs, models):
                 target = cross_entropy(base["history"][-1])
                 steps = steps_to_reach(history, target)
                 reach.append(None if steps is None else steps / base["history"][-1]["step"])
-        base_times = [float(np.median(step_times(runs[baseline][s]["history"])))
-                      for s in seeds if s in runs[baseline]]
+        base_times = [
+            float(np.median(step_times(runs[baseline][s]["history"])))
+            for s in seeds
+            if s in runs[baseline]
+        ]
         any_run = runs[name][seeds[0]]
         rows[name] = {
             "seeds": seeds,
@@ -131,7 +141,8 @@ def _fraction(values):
 def write_table(path, rows, runs, models, command):
     baseline = models[0]
     lines = [
-        f"Command: `{command}`", "",
+        f"Command: `{command}`",
+        "",
         "| model | params | active params / token | steps | final val loss (CE), mean | per seed | "
         f"steps to reach `{baseline}`'s final loss, per seed | s / step (median) | time / step vs `{baseline}` |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -143,9 +154,14 @@ def write_table(path, rows, runs, models, command):
         lines.append(
             f"| `{name}` | {r['params']:,} | {r['active_params']:,} | {r['steps']} | "
             f"{r['mean_final_val_ce']:.4f} | {per_seed} | {_fraction(r['steps_to_reach_fraction'])} | "
-            f"{r['time_per_step']:.3f} | {ratio} |")
-    lines += ["", f"Seeds: {', '.join(map(str, rows[baseline]['seeds']))}. Validation cross-entropy "
-              "(mean over seeds) at each evaluation:", ""]
+            f"{r['time_per_step']:.3f} | {ratio} |"
+        )
+    lines += [
+        "",
+        f"Seeds: {', '.join(map(str, rows[baseline]['seeds']))}. Validation cross-entropy "
+        "(mean over seeds) at each evaluation:",
+        "",
+    ]
     steps = [rec["step"] for rec in next(iter(runs[baseline].values()))["history"]]
     lines.append("| model | " + " | ".join(str(s) for s in steps) + " |")
     lines.append("|---|" + "---|" * len(steps))
@@ -165,18 +181,28 @@ def write_plots(output_dir, runs, rows, models):
     from tfmoe.training import plots
 
     written = []
-    for xkey, png, xlabel in (("step", "compare_steps.png", "training step"),
-                              ("time", "compare_time.png", "training wall time (s)")):
+    for xkey, png, xlabel in (
+        ("step", "compare_steps.png", "training step"),
+        ("time", "compare_time.png", "training wall time (s)"),
+    ):
         series = {}
         for name in models:
             for seed, run in sorted(runs[name].items()):
                 xs = [r["step"] for r in run["history"]]
                 if xkey == "time":
                     xs = np.cumsum([r["train_time"] for r in run["history"]]).tolist()
-                series.setdefault(name, []).append((f"seed {seed}", xs, [cross_entropy(r) for r in run["history"]]))
-        written.append(plots.grouped_curves_png(
-            os.path.join(output_dir, png), series, xlabel=xlabel, ylabel="validation cross-entropy (nats)",
-            title=f"validation loss, equal FLOPs per token ({rows[models[0]]['steps']} steps)"))
+                series.setdefault(name, []).append(
+                    (f"seed {seed}", xs, [cross_entropy(r) for r in run["history"]])
+                )
+        written.append(
+            plots.grouped_curves_png(
+                os.path.join(output_dir, png),
+                series,
+                xlabel=xlabel,
+                ylabel="validation cross-entropy (nats)",
+                title=f"validation loss, equal FLOPs per token ({rows[models[0]]['steps']} steps)",
+            )
+        )
     # Loss against experts over the seeds every plotted model (and the baseline) has, so
     # that a model with fewer seeds does not move its mean by seed-to-seed variation.
     sparse = [name for name in models[1:] if rows[name]["num_experts"]]
@@ -188,15 +214,24 @@ def write_plots(output_dir, runs, rows, models):
     series = {}
     for name in sparse:
         series.setdefault(f"top-{rows[name]['top_k']}", {})[name] = (
-            rows[name]["num_experts"], finals(name))
-    series = {label: points for label, points in series.items()
-              if len({experts for experts, _ in points.values()}) > 1}
+            rows[name]["num_experts"],
+            finals(name),
+        )
+    series = {
+        label: points
+        for label, points in series.items()
+        if len({experts for experts, _ in points.values()}) > 1
+    }
     if series and seeds:
-        written.append(plots.experts_scaling_png(
-            os.path.join(output_dir, "compare_experts.png"), series,
-            baseline=(models[0], finals(models[0])),
-            title=f"final validation loss after {rows[models[0]]['steps']} steps "
-                  f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"))
+        written.append(
+            plots.experts_scaling_png(
+                os.path.join(output_dir, "compare_experts.png"),
+                series,
+                baseline=(models[0], finals(models[0])),
+                title=f"final validation loss after {rows[models[0]]['steps']} steps "
+                f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})",
+            )
+        )
     return written
 
 
@@ -235,7 +270,9 @@ def finished_seeds(output_dir, name):
         entries = os.listdir(os.path.join(output_dir, name))
     except FileNotFoundError:
         return []
-    return sorted(int(e[len("seed_"):]) for e in entries if e.startswith("seed_") and e[5:].isdigit())
+    return sorted(
+        int(e[len("seed_") :]) for e in entries if e.startswith("seed_") and e[5:].isdigit()
+    )
 
 
 def main(argv):
@@ -249,15 +286,31 @@ def main(argv):
     for seed in [int(s) for s in FLAGS.seeds] if not FLAGS.report_only else ():
         for name in models:
             # Finished runs are kept (their backup makes `fit` a no-op); interrupted ones resume.
-            run_pretraining(PretrainConfig(
-                model=name, dataset=FLAGS.dataset, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
-                batch_size=FLAGS.batch_size, sequence_length=FLAGS.sequence_length,
-                learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
-                validation_steps=FLAGS.validation_steps, seed=seed, strategy="auto", verbose=FLAGS.verbose,
-                output_dir=os.path.join(FLAGS.output_dir, name, f"seed_{seed}"), model_overrides=overrides))
+            run_pretraining(
+                PretrainConfig(
+                    model=name,
+                    dataset=FLAGS.dataset,
+                    steps=FLAGS.steps,
+                    steps_per_epoch=FLAGS.steps_per_epoch,
+                    batch_size=FLAGS.batch_size,
+                    sequence_length=FLAGS.sequence_length,
+                    learning_rate=FLAGS.learning_rate,
+                    warmup_steps=FLAGS.warmup_steps,
+                    validation_steps=FLAGS.validation_steps,
+                    seed=seed,
+                    strategy="auto",
+                    verbose=FLAGS.verbose,
+                    output_dir=os.path.join(FLAGS.output_dir, name, f"seed_{seed}"),
+                    model_overrides=overrides,
+                )
+            )
     runs = {}
     for name in models:
-        seeds = finished_seeds(FLAGS.output_dir, name) if FLAGS.report_only else [int(s) for s in FLAGS.seeds]
+        seeds = (
+            finished_seeds(FLAGS.output_dir, name)
+            if FLAGS.report_only
+            else [int(s) for s in FLAGS.seeds]
+        )
         for seed in seeds:
             run = load_run(os.path.join(FLAGS.output_dir, name, f"seed_{seed}"), name, overrides)
             if run is not None:
@@ -265,7 +318,9 @@ def main(argv):
         if name not in runs:
             raise app.UsageError(f"no finished run of {name} in {FLAGS.output_dir}")
     rows = summarize(runs, models)
-    command = "python experiments/compare.py " + " ".join(a for a in sys.argv[1:] if a != "--report_only")
+    command = "python experiments/compare.py " + " ".join(
+        a for a in sys.argv[1:] if a != "--report_only"
+    )
     text = write_table(os.path.join(FLAGS.output_dir, "compare.md"), rows, runs, models, command)
     with open(os.path.join(FLAGS.output_dir, "compare.json"), "w") as f:
         json.dump({"rows": rows, "runs": runs}, f, indent=1)

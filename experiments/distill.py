@@ -39,35 +39,68 @@ from tfmoe import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 fail = cli.failer("distill.py")
-flags.DEFINE_string("dense", "dense_lm_tiny", "dense preset: the baseline, and the student's architecture")
+flags.DEFINE_string(
+    "dense", "dense_lm_tiny", "dense preset: the baseline, and the student's architecture"
+)
 flags.DEFINE_string("teacher", "switch_lm_tiny_8", "sparse preset with the same FLOPs per token")
 flags.DEFINE_string("dataset", "default", "text source (see pretrain.py)")
 flags.DEFINE_integer("steps", 1000, "training steps of the dense baseline and of the teacher")
 flags.DEFINE_integer("distill_steps", None, "training steps of each student (default: --steps)")
-flags.DEFINE_integer("steps_per_epoch", None, "evaluation / backup interval (default min(steps, 100))")
+flags.DEFINE_integer(
+    "steps_per_epoch", None, "evaluation / backup interval (default min(steps, 100))"
+)
 flags.DEFINE_integer("batch_size", 16, "batch size (all runs)")
 flags.DEFINE_integer("sequence_length", 128, "tokens per example")
 flags.DEFINE_float("learning_rate", 1e-3, "peak learning rate (all runs)")
 flags.DEFINE_integer("warmup_steps", 100, "learning-rate warm-up steps (all runs)")
 flags.DEFINE_integer("validation_steps", None, "validation batches (default: whole split)")
-flags.DEFINE_multi_string("override", [], "KEY=VALUE model override of every model (dense, teacher, students)")
-flags.DEFINE_multi_string("teacher_override", [], "KEY=VALUE override of the teacher only (e.g. num_experts=32)")
-flags.DEFINE_multi_string("mix", ["0.25:0.75", "1:0"],
-                          "HARD:SOFT loss weights of one student run, repeatable (1:0 = labels only)")
+flags.DEFINE_multi_string(
+    "override", [], "KEY=VALUE model override of every model (dense, teacher, students)"
+)
+flags.DEFINE_multi_string(
+    "teacher_override", [], "KEY=VALUE override of the teacher only (e.g. num_experts=32)"
+)
+flags.DEFINE_multi_string(
+    "mix",
+    ["0.25:0.75", "1:0"],
+    "HARD:SOFT loss weights of one student run, repeatable (1:0 = labels only)",
+)
 flags.DEFINE_float("temperature", 1.0, "softmax temperature of the soft loss")
 flags.DEFINE_enum("soft_loss", "kl", ["kl", "cross_entropy"], "teacher-matching term")
-flags.DEFINE_bool("init_from_teacher", True, "initialise students from the teacher's non-expert weights")
-flags.DEFINE_enum("expert_init", "none", ["none", "mean"],
-                  "student feed-forward at the teacher's sparse layers: as initialised, or mean of experts")
-flags.DEFINE_float("min_teacher_gain", 0.01, "smallest teacher gain (nats) for which a share is reported")
-flags.DEFINE_enum("strategy", "auto", ["auto", "cpu", "gpu", "mirrored", "tpu"], "tf.distribute strategy")
+flags.DEFINE_bool(
+    "init_from_teacher", True, "initialise students from the teacher's non-expert weights"
+)
+flags.DEFINE_enum(
+    "expert_init",
+    "none",
+    ["none", "mean"],
+    "student feed-forward at the teacher's sparse layers: as initialised, or mean of experts",
+)
+flags.DEFINE_float(
+    "min_teacher_gain", 0.01, "smallest teacher gain (nats) for which a share is reported"
+)
+flags.DEFINE_enum(
+    "strategy", "auto", ["auto", "cpu", "gpu", "mirrored", "tpu"], "tf.distribute strategy"
+)
 flags.DEFINE_string("output_dir", "runs/distill", "runs, table, plot")
 flags.DEFINE_integer("seed", 0, "seed (all runs)")
 flags.DEFINE_integer("verbose", 2, "fit verbosity")
 
 # Pretraining settings that must agree for a stored run to be reused.
-_RUN_KEYS = ("model", "dataset", "steps", "steps_per_epoch", "batch_size", "sequence_length",
-             "learning_rate", "warmup_steps", "weight_decay", "mixed_precision", "seed", "model_overrides")
+_RUN_KEYS = (
+    "model",
+    "dataset",
+    "steps",
+    "steps_per_epoch",
+    "batch_size",
+    "sequence_length",
+    "learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "mixed_precision",
+    "seed",
+    "model_overrides",
+)
 
 
 class UsageError(Exception):
@@ -101,7 +134,12 @@ def parse_mix(text):
         hard, soft = float(hard), float(soft)
     except ValueError:
         raise UsageError(f"--mix must be HARD:SOFT (e.g. 0.25:0.75), got {text!r}") from None
-    if not (math.isfinite(hard) and math.isfinite(soft)) or hard < 0 or soft < 0 or hard + soft == 0:
+    if (
+        not (math.isfinite(hard) and math.isfinite(soft))
+        or hard < 0
+        or soft < 0
+        or hard + soft == 0
+    ):
         raise UsageError(f"--mix weights must be finite, >= 0 and not both 0, got {text!r}")
     return hard, soft
 
@@ -132,28 +170,54 @@ def make_plan():
     try:
         kinds = {name: get_preset(name)["kind"] for name in (FLAGS.dense, FLAGS.teacher)}
         if kinds[FLAGS.dense] != kinds[FLAGS.teacher]:
-            raise UsageError(f"--dense={FLAGS.dense} is a {kinds[FLAGS.dense]} preset but "
-                             f"--teacher={FLAGS.teacher} a {kinds[FLAGS.teacher]} one")
+            raise UsageError(
+                f"--dense={FLAGS.dense} is a {kinds[FLAGS.dense]} preset but "
+                f"--teacher={FLAGS.teacher} a {kinds[FLAGS.teacher]} one"
+            )
         from tfmoe.models.param_count import resolved_config
 
         if resolved_config(FLAGS.dense, **overrides)[1]["num_experts"]:
-            raise UsageError(f"--dense={FLAGS.dense} has experts: the baseline and student must be dense")
+            raise UsageError(
+                f"--dense={FLAGS.dense} has experts: the baseline and student must be dense"
+            )
         count_params(FLAGS.teacher, **teacher_overrides)  # unknown override names -> ValueError
-        common = dict(dataset=FLAGS.dataset, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
-                      batch_size=FLAGS.batch_size, sequence_length=FLAGS.sequence_length,
-                      learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
-                      validation_steps=FLAGS.validation_steps, seed=FLAGS.seed, strategy=FLAGS.strategy,
-                      verbose=FLAGS.verbose)
-        dense = validate(PretrainConfig(model=FLAGS.dense, model_overrides=overrides,
-                                        output_dir=os.path.join(FLAGS.output_dir, "dense"), **common))
-        teacher = validate(PretrainConfig(model=FLAGS.teacher, model_overrides=teacher_overrides,
-                                          output_dir=os.path.join(FLAGS.output_dir, "teacher"), **common))
+        common = dict(
+            dataset=FLAGS.dataset,
+            steps=FLAGS.steps,
+            steps_per_epoch=FLAGS.steps_per_epoch,
+            batch_size=FLAGS.batch_size,
+            sequence_length=FLAGS.sequence_length,
+            learning_rate=FLAGS.learning_rate,
+            warmup_steps=FLAGS.warmup_steps,
+            validation_steps=FLAGS.validation_steps,
+            seed=FLAGS.seed,
+            strategy=FLAGS.strategy,
+            verbose=FLAGS.verbose,
+        )
+        dense = validate(
+            PretrainConfig(
+                model=FLAGS.dense,
+                model_overrides=overrides,
+                output_dir=os.path.join(FLAGS.output_dir, "dense"),
+                **common,
+            )
+        )
+        teacher = validate(
+            PretrainConfig(
+                model=FLAGS.teacher,
+                model_overrides=teacher_overrides,
+                output_dir=os.path.join(FLAGS.output_dir, "teacher"),
+                **common,
+            )
+        )
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error).strip().splitlines()[0]) from None
     distill_steps = FLAGS.distill_steps or FLAGS.steps
     if distill_steps <= 0 or distill_steps % dense.steps_per_epoch:
-        raise UsageError(f"--distill_steps={distill_steps} must be a positive multiple of "
-                         f"--steps_per_epoch={dense.steps_per_epoch}")
+        raise UsageError(
+            f"--distill_steps={distill_steps} must be a positive multiple of "
+            f"--steps_per_epoch={dense.steps_per_epoch}"
+        )
     return Plan(dense, teacher, overrides, mixes, distill_steps)
 
 
@@ -189,11 +253,16 @@ def pretrained_run(config):
         settings = {k: stored.get("pretrain_config", {}).get(k) for k in _RUN_KEYS}
         if settings != _run_settings(config):
             diff = sorted(k for k in _RUN_KEYS if settings.get(k) != _run_settings(config)[k])
-            raise UsageError(f"{out} holds a run with other settings ({', '.join(diff)}): "
-                             "use another --output_dir")
+            raise UsageError(
+                f"{out} holds a run with other settings ({', '.join(diff)}): "
+                "use another --output_dir"
+            )
     summary = _read_json(os.path.join(out, "summary.json"))
-    if (summary and summary.get("step") == config.steps
-            and os.path.isfile(os.path.join(out, "model.weights.h5"))):
+    if (
+        summary
+        and summary.get("step") == config.steps
+        and os.path.isfile(os.path.join(out, "model.weights.h5"))
+    ):
         print(f"{config.model}: finished run found in {out}, loading it")
         return summary
     print(f"{config.model}: training {config.steps} steps in {out}")
@@ -228,18 +297,28 @@ def distill_student(plan, mix, tokenizer):
 
     out = student_dir(mix)
     settings = {
-        "dense": _run_settings(plan.dense), "teacher": _run_settings(plan.teacher),
-        "hard_label_weight": mix[0], "soft_label_weight": mix[1], "temperature": FLAGS.temperature,
-        "soft_loss": FLAGS.soft_loss, "init_from_teacher": FLAGS.init_from_teacher,
-        "expert_init": FLAGS.expert_init, "steps": plan.distill_steps,
+        "dense": _run_settings(plan.dense),
+        "teacher": _run_settings(plan.teacher),
+        "hard_label_weight": mix[0],
+        "soft_label_weight": mix[1],
+        "temperature": FLAGS.temperature,
+        "soft_loss": FLAGS.soft_loss,
+        "init_from_teacher": FLAGS.init_from_teacher,
+        "expert_init": FLAGS.expert_init,
+        "steps": plan.distill_steps,
     }
     settings = json.loads(json.dumps(settings, default=str))
     summary = _read_json(os.path.join(out, "summary.json"))
     stored = _read_json(os.path.join(out, "settings.json"))
     if stored is not None and stored != settings:
-        raise UsageError(f"{out} holds a student trained with other settings: use another --output_dir")
-    if summary and summary.get("step") == plan.distill_steps and os.path.isfile(
-            os.path.join(out, "model.weights.h5")):
+        raise UsageError(
+            f"{out} holds a student trained with other settings: use another --output_dir"
+        )
+    if (
+        summary
+        and summary.get("step") == plan.distill_steps
+        and os.path.isfile(os.path.join(out, "model.weights.h5"))
+    ):
         print(f"student {mix[0]:g}:{mix[1]:g}: finished run found in {out}, loading it")
         return summary
     os.makedirs(out, exist_ok=True)
@@ -248,16 +327,28 @@ def distill_student(plan, mix, tokenizer):
     # The dense baseline's set-up: its strategy, seed, batches and schedule.
     dense_run = prepare_run(plan.dense, tokenizer)
     with dense_run.strategy.scope():
-        teacher = load_model(plan.teacher.model, tokenizer, plan.teacher.model_overrides,
-                             os.path.join(plan.teacher.output_dir, "model.weights.h5"))
+        teacher = load_model(
+            plan.teacher.model,
+            tokenizer,
+            plan.teacher.model_overrides,
+            os.path.join(plan.teacher.output_dir, "model.weights.h5"),
+        )
         student = build_model(plan.dense.model, tokenizer, **plan.overrides)
         report = None
         if FLAGS.init_from_teacher:
             report = init_student_from_teacher(student, teacher, expert_init=FLAGS.expert_init)
-        distiller = Distiller(teacher, student, hard_label_weight=mix[0], soft_label_weight=mix[1],
-                              temperature=FLAGS.temperature, soft_loss=FLAGS.soft_loss)
-        distiller.compile(optimizer=dense_run.optimizer(plan.distill_steps),
-                          **dense_run.compile_options(distiller))
+        distiller = Distiller(
+            teacher,
+            student,
+            hard_label_weight=mix[0],
+            soft_label_weight=mix[1],
+            temperature=FLAGS.temperature,
+            soft_loss=FLAGS.soft_loss,
+        )
+        distiller.compile(
+            optimizer=dense_run.optimizer(plan.distill_steps),
+            **dense_run.compile_options(distiller),
+        )
     backup_dir = os.path.join(out, "backup")
     resumed_from = backup.restore_latest(distiller, backup_dir)
     monitor = TrainingMonitor(out, None, plan.dense.steps_per_epoch, plot=False)
@@ -334,24 +425,37 @@ def write_report(path, rows, gain, min_gain, command, plan):
     meaningful = gain >= min_gain
     for row in rows:
         share = row.get("share")
-        share_text = ("0% (reference)" if row is dense else "100% (reference)" if row is teacher
-                      else (f"**{share:.1%}**" if meaningful else "n/a"))
+        share_text = (
+            "0% (reference)"
+            if row is dense
+            else "100% (reference)"
+            if row is teacher
+            else (f"**{share:.1%}**" if meaningful else "n/a")
+        )
         active = f"{row['active_params']:,}" if row.get("active_params") else "?"
-        lines.append(f"| {row['label']} | {row['params']:,} | {active} | {row['training']} | "
-                     f"{row['val_ce']:.4f} | {row['val_ppl']:.2f} | {share_text} |")
+        lines.append(
+            f"| {row['label']} | {row['params']:,} | {active} | {row['training']} | "
+            f"{row['val_ce']:.4f} | {row['val_ppl']:.2f} | {share_text} |"
+        )
     lines.append("")
     compression = 1 - dense["params"] / teacher["params"]
-    lines.append(f"- Teacher gain over the dense baseline: {gain:+.4f} nats "
-                 f"(perplexity {dense['val_ppl']:.2f} -> {teacher['val_ppl']:.2f}); the student has "
-                 f"{compression:.0%} fewer parameters than the teacher.")
+    lines.append(
+        f"- Teacher gain over the dense baseline: {gain:+.4f} nats "
+        f"(perplexity {dense['val_ppl']:.2f} -> {teacher['val_ppl']:.2f}); the student has "
+        f"{compression:.0%} fewer parameters than the teacher."
+    )
     if meaningful:
         students = rows[2:]
-        lines.append(f"- Share of the teacher's gain kept by the distilled student "
-                     f"({students[0]['label']}): **{students[0]['share']:.1%}** "
-                     "(Switch paper: ~30% at 99% compression).")
+        lines.append(
+            f"- Share of the teacher's gain kept by the distilled student "
+            f"({students[0]['label']}): **{students[0]['share']:.1%}** "
+            "(Switch paper: ~30% at 99% compression)."
+        )
     else:
-        lines.append(f"- **The teacher does not beat the dense baseline** (gain {gain:+.4f} nats < "
-                     f"{min_gain:g}): there is no gain to keep, so no share is reported.")
+        lines.append(
+            f"- **The teacher does not beat the dense baseline** (gain {gain:+.4f} nats < "
+            f"{min_gain:g}): there is no gain to keep, so no share is reported."
+        )
     text = "\n".join(lines) + "\n"
     with open(path, "w") as f:
         f.write(text)
@@ -398,48 +502,109 @@ def run(plan):
             return None
 
     rows, curves = [], {}
-    entries = [("dense", f"dense baseline `{plan.dense.model}`", plan.dense.model, plan.overrides,
-                plan.dense.output_dir, f"{plan.dense.steps} steps, labels"),
-               ("teacher", f"sparse teacher `{plan.teacher.model}`", plan.teacher.model,
-                plan.teacher.model_overrides, plan.teacher.output_dir, f"{plan.teacher.steps} steps, labels")]
+    entries = [
+        (
+            "dense",
+            f"dense baseline `{plan.dense.model}`",
+            plan.dense.model,
+            plan.overrides,
+            plan.dense.output_dir,
+            f"{plan.dense.steps} steps, labels",
+        ),
+        (
+            "teacher",
+            f"sparse teacher `{plan.teacher.model}`",
+            plan.teacher.model,
+            plan.teacher.model_overrides,
+            plan.teacher.output_dir,
+            f"{plan.teacher.steps} steps, labels",
+        ),
+    ]
     for mix, _ in students:
         init = "teacher init" if FLAGS.init_from_teacher else "random init"
         if FLAGS.init_from_teacher and FLAGS.expert_init == "mean":
             init += " (expert mean)"
-        what = (f"labels only ({mix[0]:g} hard)" if mix[1] == 0 else
-                f"distilled ({mix[0]:g} hard / {mix[1]:g} soft, T={FLAGS.temperature:g})")
-        entries.append((f"student {mix[0]:g}:{mix[1]:g}", f"dense student, {init}, {what}", plan.dense.model,
-                        plan.overrides, student_dir(mix), f"{plan.distill_steps} steps"))
+        what = (
+            f"labels only ({mix[0]:g} hard)"
+            if mix[1] == 0
+            else f"distilled ({mix[0]:g} hard / {mix[1]:g} soft, T={FLAGS.temperature:g})"
+        )
+        entries.append(
+            (
+                f"student {mix[0]:g}:{mix[1]:g}",
+                f"dense student, {init}, {what}",
+                plan.dense.model,
+                plan.overrides,
+                student_dir(mix),
+                f"{plan.distill_steps} steps",
+            )
+        )
     for key, label, preset, overrides, directory, training in entries:
-        model = load_model(preset, tokenizer, overrides, os.path.join(directory, "model.weights.h5"))
+        model = load_model(
+            preset, tokenizer, overrides, os.path.join(directory, "model.weights.h5")
+        )
         ce, tokens = evaluate_cross_entropy(model, validation)
-        rows.append({"key": key, "label": label, "params": int(model.count_params()),
-                     "active_params": active(preset, overrides), "training": training,
-                     "val_ce": ce, "val_ppl": float(np.exp(ce)), "val_tokens": tokens})
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "params": int(model.count_params()),
+                "active_params": active(preset, overrides),
+                "training": training,
+                "val_ce": ce,
+                "val_ppl": float(np.exp(ce)),
+                "val_tokens": tokens,
+            }
+        )
         history = read_history(os.path.join(directory, "history.jsonl"))
-        points = [(r["step"], r.get("val_cross_entropy", math.log(r["val_perplexity"])
-                                    if r.get("val_perplexity") else float("nan"))) for r in history]
+        points = [
+            (
+                r["step"],
+                r.get(
+                    "val_cross_entropy",
+                    math.log(r["val_perplexity"]) if r.get("val_perplexity") else float("nan"),
+                ),
+            )
+            for r in history
+        ]
         if points:
             curves[key] = tuple(zip(*points))
     gain = rows[0]["val_ce"] - rows[1]["val_ce"]
     for row in rows[2:]:
-        row["share"] = share_kept(rows[0]["val_ce"], rows[1]["val_ce"], row["val_ce"]) if gain else None
+        row["share"] = (
+            share_kept(rows[0]["val_ce"], rows[1]["val_ce"], row["val_ce"]) if gain else None
+        )
     command = "python experiments/distill.py " + " ".join(sys.argv[1:])
-    text = write_report(os.path.join(FLAGS.output_dir, "distill.md"), rows, gain, FLAGS.min_teacher_gain,
-                        command, plan)
-    _write_json(os.path.join(FLAGS.output_dir, "distill.json"), {
-        "rows": rows, "teacher_gain": gain, "min_teacher_gain": FLAGS.min_teacher_gain,
-        "share_reported": gain >= FLAGS.min_teacher_gain, "summaries": summaries,
-        "students": [{"mix": list(mix), "summary": s} for mix, s in students]})
+    text = write_report(
+        os.path.join(FLAGS.output_dir, "distill.md"),
+        rows,
+        gain,
+        FLAGS.min_teacher_gain,
+        command,
+        plan,
+    )
+    _write_json(
+        os.path.join(FLAGS.output_dir, "distill.json"),
+        {
+            "rows": rows,
+            "teacher_gain": gain,
+            "min_teacher_gain": FLAGS.min_teacher_gain,
+            "share_reported": gain >= FLAGS.min_teacher_gain,
+            "summaries": summaries,
+            "students": [{"mix": list(mix), "summary": s} for mix, s in students],
+        },
+    )
     if curves:
         from tfmoe.training import plots
 
-        plots.loss_curves_png(os.path.join(FLAGS.output_dir, "distill_steps.png"), curves,
-                              xlabel="step", ylabel="validation cross-entropy",
-                              title="dense, sparse teacher, distilled students")
+        plots.loss_curves_png(
+            os.path.join(FLAGS.output_dir, "distill_steps.png"),
+            curves,
+            xlabel="step",
+            ylabel="validation cross-entropy",
+            title="dense, sparse teacher, distilled students",
+        )
     print(text)
-
-
 
 
 if __name__ == "__main__":

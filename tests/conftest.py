@@ -93,10 +93,21 @@ def tiny_spiece_model(tmp_path_factory):
         glosses = [line.rstrip("\n").split("\t")[-1] for line in file][1::8]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(glosses), model_writer=model, model_type="unigram",
-        vocab_size=150, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>",
-        eos_piece="</s>", unk_piece="<unk>", shrinking_factor=0.5, num_threads=1,
-        minloglevel=2)
+        sentence_iterator=iter(glosses),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=150,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        shrinking_factor=0.5,
+        num_threads=1,
+        minloglevel=2,
+    )
     path = tmp_path_factory.mktemp("t5_spiece") / "spiece.model"
     path.write_bytes(model.getvalue())
     return path

@@ -23,9 +23,18 @@ STEPS = 4
 REPLICAS = 2
 # Routing groups are formed on each replica from its share of the batch; groups of one
 # replica's tokens route the same in one process (two groups per batch) as on two replicas.
-MODEL_OPTIONS = dict(vocabulary_size=VOCAB, hidden_dim=32, num_heads=2, key_value_dim=16,
-                     intermediate_dim=64, num_layers=2, num_experts=4, capacity_factor=1.0,
-                     load_balance_weight=0.01, group_size=GLOBAL_BATCH // REPLICAS * SEQ)
+MODEL_OPTIONS = dict(
+    vocabulary_size=VOCAB,
+    hidden_dim=32,
+    num_heads=2,
+    key_value_dim=16,
+    intermediate_dim=64,
+    num_layers=2,
+    num_experts=4,
+    capacity_factor=1.0,
+    load_balance_weight=0.01,
+    group_size=GLOBAL_BATCH // REPLICAS * SEQ,
+)
 
 
 def dataset(steps=STEPS, batch=GLOBAL_BATCH):
@@ -40,7 +49,9 @@ def dataset(steps=STEPS, batch=GLOBAL_BATCH):
     # Bool masks, as the tfmoe pipelines give: Keras' own first-batch build would
     # MEAN-reduce them under a strategy and fail (`DistributedBuildMixin` avoids it).
     features = {"token_ids": ids[:, :-1], "padding_mask": np.ones([steps * batch, SEQ], bool)}
-    return tf.data.Dataset.from_tensor_slices((features, ids[:, 1:])).batch(batch, drop_remainder=True)
+    return tf.data.Dataset.from_tensor_slices((features, ids[:, 1:])).batch(
+        batch, drop_remainder=True
+    )
 
 
 def build_and_compile(strategy, dispatch="gather", jit_compile=False, steps_per_execution=1):
@@ -51,9 +62,12 @@ def build_and_compile(strategy, dispatch="gather", jit_compile=False, steps_per_
         model = SwitchDecoderLM.from_preset("switch_lm_tiny_8", dispatch=dispatch, **MODEL_OPTIONS)
         # SGD: Adam divides by the gradient's own scale, so float noise in near-zero
         # gradients would become full-size updates and hide real differences.
-        model.compile(optimizer=keras.optimizers.SGD(0.5),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.5),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
     return model
 
 
@@ -73,8 +87,15 @@ def main(output_json):
     weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     np.savez(output_json.replace(".json", ".npz"), **weights)
     with open(output_json, "w") as f:
-        json.dump({"task": task_info(), "kind": setup.kind, "replicas": setup.num_replicas,
-                   "losses": losses}, f)
+        json.dump(
+            {
+                "task": task_info(),
+                "kind": setup.kind,
+                "replicas": setup.num_replicas,
+                "losses": losses,
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":

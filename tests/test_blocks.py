@@ -4,8 +4,8 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 
 from tfmoe.layers import (
     DenseFeedForward,
@@ -50,8 +50,7 @@ def test_relative_position_bucket_matches_reference(bidirectional):
 
 
 def test_relative_position_bias_shape_and_offset():
-    layer = RelativePositionBias(3, bidirectional=False,
-                                 embeddings_initializer="random_normal")
+    layer = RelativePositionBias(3, bidirectional=False, embeddings_initializer="random_normal")
     layer.build()
     full = np.asarray(layer(np.arange(6), np.arange(6)))
     assert full.shape == (1, 3, 6, 6)
@@ -64,7 +63,7 @@ def test_rms_norm_matches_numpy_and_keeps_float32_statistics():
     x = np.random.default_rng(0).normal(size=(2, 3, 8)).astype("float32")
     layer = RMSNorm()
     y = np.asarray(layer(x))
-    want = x / np.sqrt(np.mean(x ** 2, axis=-1, keepdims=True) + 1e-6)
+    want = x / np.sqrt(np.mean(x**2, axis=-1, keepdims=True) + 1e-6)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     layer = RMSNorm()
@@ -72,7 +71,7 @@ def test_rms_norm_matches_numpy_and_keeps_float32_statistics():
     # The scale is applied in float32, not rounded to bfloat16 (where 1 + 2**-10 is 1):
     # some outputs must then round differently from those of a scale of exactly 1.
     at_one = np.asarray(tf.cast(layer(x), "float32"))
-    layer.scale.assign(np.full([8], 1 + 2 ** -10, "float32"))
+    layer.scale.assign(np.full([8], 1 + 2**-10, "float32"))
     assert np.any(np.asarray(tf.cast(layer(x), "float32")) != at_one)
 
 
@@ -95,7 +94,7 @@ def test_attention_has_no_scaling_and_cache_matches_full_pass():
     steps = []
     for i in range(5):
         bias = np.where(np.arange(5) <= i, 0.0, -1e9)[None, None, None]
-        y, cache = layer(x[:, i:i + 1], attention_bias=bias, cache=cache, cache_update_index=i)
+        y, cache = layer(x[:, i : i + 1], attention_bias=bias, cache=cache, cache_update_index=i)
         steps.append(np.asarray(y))
     np.testing.assert_allclose(np.concatenate(steps, 1), full, rtol=1e-5, atol=1e-5)
 
@@ -145,8 +144,9 @@ def test_block_picks_the_feed_forward_layer():
 
 
 def test_stack_places_sparse_layers_and_round_trips_config():
-    stack = TransformerStack(4, 2, 8, 32, causal=True, use_cross_attention=True,
-                             num_experts=4, sparse_step=2, top_k=2)
+    stack = TransformerStack(
+        4, 2, 8, 32, causal=True, use_cross_attention=True, num_experts=4, sparse_step=2, top_k=2
+    )
     stack.build((None, None, 16))
     assert stack.sparse_layers == [1, 3]
     assert isinstance(stack.blocks[1].feed_forward, Top2FeedForward)

@@ -26,37 +26,78 @@ VOCAB = 67
 # `tie_word_embeddings=False` the encoder, decoder and lm_head have weights of their own).
 CONFIGS = {
     # 4 experts; encoder step 3 (layer 1 of 3), decoder step 2 (layer 1 of 2); tied.
-    "tied_e4": dict(num_experts=4, num_layers=3, num_decoder_layers=2,
-                    num_sparse_encoder_layers=1, num_sparse_decoder_layers=1,
-                    tie_word_embeddings=True),
+    "tied_e4": dict(
+        num_experts=4,
+        num_layers=3,
+        num_decoder_layers=2,
+        num_sparse_encoder_layers=1,
+        num_sparse_decoder_layers=1,
+        tie_word_embeddings=True,
+    ),
     # 8 experts in every layer, deeper decoder, untied (separate input embeddings),
     # gelu, sharded files.
     "untied_e8_every_layer_sharded": dict(
-        num_experts=8, num_layers=2, num_decoder_layers=3, num_sparse_encoder_layers=2,
-        num_sparse_decoder_layers=3, tie_word_embeddings=False, dense_act_fn="gelu"),
+        num_experts=8,
+        num_layers=2,
+        num_decoder_layers=3,
+        num_sparse_encoder_layers=2,
+        num_sparse_decoder_layers=3,
+        tie_word_embeddings=False,
+        dense_act_fn="gelu",
+    ),
     # 2 experts, encoder step 2 of 4 layers, 1 decoder layer; short position buckets
     # (inputs reach past max_distance), untied.
     "untied_e2_short_buckets": dict(
-        num_experts=2, num_layers=4, num_decoder_layers=1, num_sparse_encoder_layers=2,
-        num_sparse_decoder_layers=1, tie_word_embeddings=False,
-        relative_attention_num_buckets=8, relative_attention_max_distance=12),
+        num_experts=2,
+        num_layers=4,
+        num_decoder_layers=1,
+        num_sparse_encoder_layers=2,
+        num_sparse_decoder_layers=1,
+        tie_word_embeddings=False,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=12,
+    ),
     # transformers' edge patterns: 0 sparse encoder layers of 3 -> step 3 -> layer 1 is
     # sparse; 3 sparse decoder layers of 2 -> step 0 -> none. Tied, other special ids.
     "edge_sparse_steps_special_ids": dict(
-        num_experts=3, num_layers=3, num_decoder_layers=2, num_sparse_encoder_layers=0,
-        num_sparse_decoder_layers=3, tie_word_embeddings=True, pad_token_id=3,
-        eos_token_id=2, decoder_start_token_id=3, layer_norm_epsilon=1e-5),
+        num_experts=3,
+        num_layers=3,
+        num_decoder_layers=2,
+        num_sparse_encoder_layers=0,
+        num_sparse_decoder_layers=3,
+        tie_word_embeddings=True,
+        pad_token_id=3,
+        eos_token_id=2,
+        decoder_start_token_id=3,
+        layer_norm_epsilon=1e-5,
+    ),
     # Padding kept out of the routers (transformers does not read the option: logits
     # match at real tokens), silu, 4 heads.
     "ignore_padding_silu": dict(
-        num_experts=4, num_layers=2, num_decoder_layers=2, num_sparse_encoder_layers=2,
-        num_sparse_decoder_layers=1, tie_word_embeddings=False, dense_act_fn="silu",
-        router_ignore_padding_tokens=True, num_heads=4, d_kv=6),
+        num_experts=4,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_sparse_encoder_layers=2,
+        num_sparse_decoder_layers=1,
+        tie_word_embeddings=False,
+        dense_act_fn="silu",
+        router_ignore_padding_tokens=True,
+        num_heads=4,
+        d_kv=6,
+    ),
     # Training-only options set (jitter, dropout, loss weights): off at inference.
     "jitter_dropout_e6": dict(
-        num_experts=6, num_layers=2, num_decoder_layers=4, num_sparse_encoder_layers=1,
-        num_sparse_decoder_layers=2, tie_word_embeddings=True, router_jitter_noise=0.3,
-        dropout_rate=0.2, router_z_loss_coef=0.01, router_aux_loss_coef=0.02),
+        num_experts=6,
+        num_layers=2,
+        num_decoder_layers=4,
+        num_sparse_encoder_layers=1,
+        num_sparse_decoder_layers=2,
+        tie_word_embeddings=True,
+        router_jitter_noise=0.3,
+        dropout_rate=0.2,
+        router_z_loss_coef=0.01,
+        router_aux_loss_coef=0.02,
+    ),
 }
 SHARDED = {"untied_e8_every_layer_sharded"}
 GENERATION_CONFIGS = ("tied_e4", "untied_e8_every_layer_sharded", "edge_sparse_steps_special_ids")
@@ -67,11 +108,22 @@ def save_hf_model(directory, seed=0, max_shard_size=None, **config):
     scales and routers are not at their initial values); returns the torch model,
     in eval mode, as transformers builds it."""
     torch.manual_seed(seed)
-    hf_config = transformers.SwitchTransformersConfig(**{
-        **dict(vocab_size=VOCAB, d_model=24, d_kv=5, d_ff=20, num_heads=3,
-               expert_capacity=10_000, dropout_rate=0.0, router_jitter_noise=0.0,
-               decoder_start_token_id=0),
-        **config})
+    hf_config = transformers.SwitchTransformersConfig(
+        **{
+            **dict(
+                vocab_size=VOCAB,
+                d_model=24,
+                d_kv=5,
+                d_ff=20,
+                num_heads=3,
+                expert_capacity=10_000,
+                dropout_rate=0.0,
+                router_jitter_noise=0.0,
+                decoder_start_token_id=0,
+            ),
+            **config,
+        }
+    )
     model = transformers.SwitchTransformersForConditionalGeneration(hf_config).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -96,10 +148,12 @@ def make_inputs(seed=1, batch=3, source=30, target=17):
 def hf_logits(model, inputs):
     as_long = lambda key: torch.tensor(np.asarray(inputs[key]), dtype=torch.long)  # noqa: E731
     with torch.no_grad():
-        out = model(input_ids=as_long("encoder_token_ids"),
-                    attention_mask=as_long("encoder_padding_mask"),
-                    decoder_input_ids=as_long("decoder_token_ids"),
-                    decoder_attention_mask=as_long("decoder_padding_mask"))
+        out = model(
+            input_ids=as_long("encoder_token_ids"),
+            attention_mask=as_long("encoder_padding_mask"),
+            decoder_input_ids=as_long("decoder_token_ids"),
+            decoder_attention_mask=as_long("decoder_padding_mask"),
+        )
     return out.logits.numpy()
 
 
@@ -124,8 +178,11 @@ def converted(tmp_path_factory):
         if name not in cache:
             directory = tmp_path_factory.mktemp(name)
             hf_model = save_hf_model(
-                directory, seed=sorted(CONFIGS).index(name),
-                max_shard_size="20KB" if name in SHARDED else None, **CONFIGS[name])
+                directory,
+                seed=sorted(CONFIGS).index(name),
+                max_shard_size="20KB" if name in SHARDED else None,
+                **CONFIGS[name],
+            )
             assert (directory / "model.safetensors.index.json").exists() == (name in SHARDED)
             cache[name] = hf_model, from_hf_switch(directory)
         return cache[name]
@@ -140,15 +197,18 @@ def test_converted_logits_match_hugging_face(converted, name):
     hf, backbone = hf_model.config, model.backbone
     assert backbone.num_experts == hf.num_experts
     assert backbone.encoder.sparse_layers == [
-        i for i, b in enumerate(hf_model.encoder.block) if b.is_sparse]
+        i for i, b in enumerate(hf_model.encoder.block) if b.is_sparse
+    ]
     assert backbone.decoder.sparse_layers == [
-        i for i, b in enumerate(hf_model.decoder.block) if b.is_sparse]
+        i for i, b in enumerate(hf_model.decoder.block) if b.is_sparse
+    ]
     assert backbone.tie_embeddings == hf.tie_word_embeddings
     # transformers 5 gives untied models one input embedding per stack.
     assert backbone.separate_input_embeddings == (not hf.tie_word_embeddings)
     assert backbone.router_ignore_padding_tokens == hf.router_ignore_padding_tokens
-    diff = _max_abs_diff(model, hf_model, make_inputs(),
-                         real_tokens_only=hf.router_ignore_padding_tokens)
+    diff = _max_abs_diff(
+        model, hf_model, make_inputs(), real_tokens_only=hf.router_ignore_padding_tokens
+    )
     print(f"{name}: max abs logit difference {diff:.2e}")
     assert diff <= 1e-4
 
@@ -163,7 +223,10 @@ def test_greedy_generation_matches_hugging_face(converted, name):
     want = hf_model.generate(
         input_ids=torch.tensor(inputs["encoder_token_ids"]),
         attention_mask=torch.tensor(inputs["encoder_padding_mask"]).long(),
-        do_sample=False, max_new_tokens=new_tokens, use_cache=False).numpy()
+        do_sample=False,
+        max_new_tokens=new_tokens,
+        use_cache=False,
+    ).numpy()
     assert want[0, 0] == model.backbone.decoder_start_token_id
     # Without a preprocessor `generate` takes the decoder prompt too: the start token,
     # then the positions to generate.
@@ -172,15 +235,18 @@ def test_greedy_generation_matches_hugging_face(converted, name):
     prompt[:, 0] = model.backbone.decoder_start_token_id
     model.compile(sampler="greedy")
     got = model.generate(
-        {"encoder_token_ids": inputs["encoder_token_ids"],
-         "encoder_padding_mask": inputs["encoder_padding_mask"],
-         "decoder_token_ids": prompt,
-         "decoder_padding_mask": np.arange(new_tokens + 1)[None] < np.ones((rows, 1))},
-        stop_token_ids=[model.backbone.eos_token_id])["decoder_token_ids"]
+        {
+            "encoder_token_ids": inputs["encoder_token_ids"],
+            "encoder_padding_mask": inputs["encoder_padding_mask"],
+            "decoder_token_ids": prompt,
+            "decoder_padding_mask": np.arange(new_tokens + 1)[None] < np.ones((rows, 1)),
+        },
+        stop_token_ids=[model.backbone.eos_token_id],
+    )["decoder_token_ids"]
     # transformers stops when every row has ended: the rest of tfmoe's rows is padding.
     got = np.asarray(got)
-    np.testing.assert_array_equal(got[:, :want.shape[1]], want)
-    assert (got[:, want.shape[1]:] == model.backbone.pad_token_id).all()
+    np.testing.assert_array_equal(got[:, : want.shape[1]], want)
+    assert (got[:, want.shape[1] :] == model.backbone.pad_token_id).all()
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +277,12 @@ def _copy_with(directory, tmp_path, config_changes=None, drop=(), extra=None):
 def test_missing_and_unmapped_weights_are_listed(hf_dir, tmp_path):
     directory, _ = hf_dir
     dropped = "decoder.block.1.layer.2.mlp.experts.expert_3.wo.weight"
-    path = _copy_with(directory, tmp_path, drop=[dropped],
-                      extra={"encoder.block.0.layer.1.mlp.wi.bias": np.zeros(20, np.float32)})
+    path = _copy_with(
+        directory,
+        tmp_path,
+        drop=[dropped],
+        extra={"encoder.block.0.layer.1.mlp.wi.bias": np.zeros(20, np.float32)},
+    )
     with pytest.raises(ValueError, match="1 missing") as error:
         from_hf_switch(path)
     assert dropped in str(error.value)
@@ -228,11 +298,14 @@ def test_config_that_disagrees_with_the_weights_is_reported(hf_dir, tmp_path):
 
 def test_different_stack_embeddings_need_separate_input_embeddings(hf_dir, tmp_path):
     directory, _ = hf_dir
-    extra = {"encoder.embed_tokens.weight": np.ones((VOCAB, 24), np.float32),
-             "decoder.embed_tokens.weight": np.zeros((VOCAB, 24), np.float32),
-             "lm_head.weight": np.ones((VOCAB, 24), np.float32)}
-    path = _copy_with(directory, tmp_path, config_changes={"tie_word_embeddings": False},
-                      extra=extra)
+    extra = {
+        "encoder.embed_tokens.weight": np.ones((VOCAB, 24), np.float32),
+        "decoder.embed_tokens.weight": np.zeros((VOCAB, 24), np.float32),
+        "lm_head.weight": np.ones((VOCAB, 24), np.float32),
+    }
+    path = _copy_with(
+        directory, tmp_path, config_changes={"tie_word_embeddings": False}, extra=extra
+    )
     assert from_hf_switch(path).backbone.separate_input_embeddings
     with pytest.raises(ValueError, match="differ: convert with separate_input_embeddings"):
         from_hf_switch(path, separate_input_embeddings=False)
@@ -245,9 +318,16 @@ def test_shape_mismatch_is_reported(hf_dir, tmp_path):
         from_hf_switch(path)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("router_bias", True), ("dense_act_fn", "gated-gelu"), ("model_type", "t5"),
-    ("router_type", "experts_choose"), ("scale_decoder_outputs", True)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("router_bias", True),
+        ("dense_act_fn", "gated-gelu"),
+        ("model_type", "t5"),
+        ("router_type", "experts_choose"),
+        ("scale_decoder_outputs", True),
+    ],
+)
 def test_unsupported_config_names_the_field(hf_dir, tmp_path, field, value):
     path = _copy_with(hf_dir[0], tmp_path, config_changes={field: value})
     with pytest.raises(ValueError, match=f"`{field}`"):
@@ -259,8 +339,10 @@ def test_bfloat16_checkpoint_is_read_as_float32(hf_dir, tmp_path):
 
     from tfmoe.convert import SafetensorsCheckpoint
 
-    save_file({"w": torch.tensor([[1.5, -2.0], [0.25, 3.0]], dtype=torch.bfloat16),
-               "x": torch.ones(3)}, str(tmp_path / "model.safetensors"))
+    save_file(
+        {"w": torch.tensor([[1.5, -2.0], [0.25, 3.0]], dtype=torch.bfloat16), "x": torch.ones(3)},
+        str(tmp_path / "model.safetensors"),
+    )
     checkpoint = SafetensorsCheckpoint(tmp_path)
     assert checkpoint.keys() == ["w", "x"]
     np.testing.assert_array_equal(checkpoint.get("w"), [[1.5, -2.0], [0.25, 3.0]])
@@ -278,34 +360,43 @@ def _corrupt_tensors(path, names):
     (NaN in float32), leaving the header intact."""
     data = bytearray(path.read_bytes())
     header_size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_size])
+    header = json.loads(data[8 : 8 + header_size])
     for name in names:
         begin, end = header[name]["data_offsets"]
-        data[8 + header_size + begin:8 + header_size + end] = b"\xff" * (end - begin)
+        data[8 + header_size + begin : 8 + header_size + end] = b"\xff" * (end - begin)
     path.write_bytes(bytes(data))
 
 
 def _truncate(path):
-    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 CORRUPTED = "encoder.block.1.layer.1.mlp.experts.expert_3.wo.weight"
 BROKEN_CHECKPOINTS = {
     "missing directory": (lambda d: shutil.rmtree(d), "No such directory"),
     "no weights file": (lambda d: (d / "model.safetensors").unlink(), "No model.safetensors"),
-    "truncated weights": (lambda d: _truncate(d / "model.safetensors"),
-                          "model.safetensors is not a readable safetensors file"),
-    "empty weights": (lambda d: (d / "model.safetensors").write_bytes(b""),
-                      r"model.safetensors is not a readable safetensors file \(empty file\)"),
-    "bad json config": (lambda d: (d / "config.json").write_text('{"num_experts": 4,'),
-                        "config.json is not valid JSON"),
+    "truncated weights": (
+        lambda d: _truncate(d / "model.safetensors"),
+        "model.safetensors is not a readable safetensors file",
+    ),
+    "empty weights": (
+        lambda d: (d / "model.safetensors").write_bytes(b""),
+        r"model.safetensors is not a readable safetensors file \(empty file\)",
+    ),
+    "bad json config": (
+        lambda d: (d / "config.json").write_text('{"num_experts": 4,'),
+        "config.json is not valid JSON",
+    ),
     "num_experts mismatch": (
-        lambda d: (d / "config.json").write_text(json.dumps(
-            dict(json.loads((d / "config.json").read_text()), num_experts=2))),
-        "num_experts=2 but the checkpoint has 4 experts"),
+        lambda d: (d / "config.json").write_text(
+            json.dumps(dict(json.loads((d / "config.json").read_text()), num_experts=2))
+        ),
+        "num_experts=2 but the checkpoint has 4 experts",
+    ),
     "non-finite weights": (
         lambda d: _corrupt_tensors(d / "model.safetensors", [CORRUPTED, "shared.weight"]),
-        rf"NaN or Inf.*2 non-finite weight\(s\) \[{CORRUPTED}, shared.weight\]"),
+        rf"NaN or Inf.*2 non-finite weight\(s\) \[{CORRUPTED}, shared.weight\]",
+    ),
 }
 
 
@@ -328,12 +419,24 @@ def test_cli_reports_a_broken_checkpoint_in_one_line(hf_dir, tmp_path, capsys, c
 def test_cli_error_exits_nonzero_with_only_the_error_line(tmp_path):
     """A bad directory fails before TensorFlow is imported (no log lines either)."""
     result = subprocess.run(
-        [sys.executable, "-m", "tfmoe.convert", "--hf_dir", str(tmp_path / "nowhere"),
-         "--output", str(tmp_path / "preset")],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        [
+            sys.executable,
+            "-m",
+            "tfmoe.convert",
+            "--hf_dir",
+            str(tmp_path / "nowhere"),
+            "--output",
+            str(tmp_path / "preset"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"python -m tfmoe.convert: error: No such directory: '{tmp_path / 'nowhere'}'."]
+        f"python -m tfmoe.convert: error: No such directory: '{tmp_path / 'nowhere'}'."
+    ]
 
 
 def test_separate_input_embeddings_is_a_serialized_backbone_option(converted):

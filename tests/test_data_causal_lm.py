@@ -16,7 +16,9 @@ def _stream(tok, texts, eos):
 def test_packed_rows_are_the_token_stream():
     tok = toy_tokenizer()
     texts = sample_texts(80)
-    ds = causal_lm_dataset(texts_dataset(texts), tok, sequence_length=16, batch_size=3, shuffle_buffer_size=0)
+    ds = causal_lm_dataset(
+        texts_dataset(texts), tok, sequence_length=16, batch_size=3, shuffle_buffer_size=0
+    )
     features, labels, weights = ds.element_spec
     assert features["token_ids"].shape == (3, 16) and features["token_ids"].dtype == tf.int32
     assert features["padding_mask"].shape == (3, 16) and features["padding_mask"].dtype == tf.bool
@@ -25,7 +27,9 @@ def test_packed_rows_are_the_token_stream():
     stream = _stream(tok, texts, tok.sep_token_id)  # eos defaults to [SEP]
     batches = list(ds.as_numpy_iterator())
     assert len(batches) == len(stream) // 17 // 3
-    rows = np.concatenate([np.concatenate([f["token_ids"], l[:, -1:]], axis=1) for f, l, _ in batches])
+    rows = np.concatenate(
+        [np.concatenate([f["token_ids"], y[:, -1:]], axis=1) for f, y, _ in batches]
+    )
     np.testing.assert_array_equal(rows.reshape(-1), stream[: rows.size])
     for features, labels, weights in batches:
         np.testing.assert_array_equal(labels[:, :-1], features["token_ids"][:, 1:])
@@ -34,7 +38,11 @@ def test_packed_rows_are_the_token_stream():
 
 def test_unpacked_rows_pad_and_mask():
     tok = toy_tokenizer()
-    texts = ["the hacker", "a", "jargon file of the hacker and the program is in it as with on that"]
+    texts = [
+        "the hacker",
+        "a",
+        "jargon file of the hacker and the program is in it as with on that",
+    ]
     ds = causal_lm_dataset(texts_dataset(texts), plain_tokenizer(), sequence_length=8, batch_size=3,
                            packing=False, eos_token_id=3, pad_token_id=0, shuffle_buffer_size=0)  # fmt: skip
     features, labels, weights = next(iter(ds))
@@ -77,4 +85,6 @@ def test_bad_arguments(overrides, message):
 
 def test_texts_must_be_scalar_strings():
     with pytest.raises(ValueError, match="scalar tf.string"):
-        causal_lm_dataset(tf.data.Dataset.range(3), toy_tokenizer(), sequence_length=8, batch_size=2)
+        causal_lm_dataset(
+            tf.data.Dataset.range(3), toy_tokenizer(), sequence_length=8, batch_size=2
+        )

@@ -7,8 +7,14 @@ import pytest
 import tensorflow as tf
 from test_data_utils import plain_tokenizer, toy_tokenizer
 
-from tfmoe.data import SUPERSENSES, WORDNET_SUBSET_FILE, classification_dataset, wordnet_supersense_splits
-from tfmoe.data import corpus, wordnet
+from tfmoe.data import (
+    SUPERSENSES,
+    WORDNET_SUBSET_FILE,
+    classification_dataset,
+    corpus,
+    wordnet,
+    wordnet_supersense_splits,
+)
 
 TEXTS = ["the hacker", "jargon file of the hacker and the program is in it as with on that", "a"]
 
@@ -23,13 +29,19 @@ def test_cls_tokens_sep_padding_and_keys():
                                 token_ids_key="encoder_token_ids", padding_mask_key="encoder_padding_mask")  # fmt: skip
     features, labels = ds.element_spec
     assert set(features) == {"encoder_token_ids", "encoder_padding_mask"}
-    assert features["encoder_token_ids"].shape == (3, 6) and labels.shape == (3,) and labels.dtype == tf.int32
+    assert (
+        features["encoder_token_ids"].shape == (3, 6)
+        and labels.shape == (3,)
+        and labels.dtype == tf.int32
+    )
     features, labels = next(iter(ds))
     assert labels.numpy().tolist() == [4, 7, 1]
     for i, row in enumerate(tok(tf.constant(TEXTS)).to_list()):
         expected = [tok.cls_token_id] + row[:4] + [tok.sep_token_id]  # truncated, [SEP] kept
         ids = features["encoder_token_ids"][i].numpy().tolist()
-        assert ids[: len(expected)] == expected and ids[len(expected) :] == [0] * (6 - len(expected))
+        assert ids[: len(expected)] == expected and ids[len(expected) :] == [0] * (
+            6 - len(expected)
+        )
         assert features["encoder_padding_mask"][i].numpy().sum() == len(expected)
 
 
@@ -55,7 +67,11 @@ def test_bad_arguments(overrides, message):
 
 def test_supersense_labels():
     assert len(SUPERSENSES) == 45 and len(set(SUPERSENSES)) == 45
-    assert SUPERSENSES[0] == "adj.all" and SUPERSENSES[3] == "noun.Tops" and SUPERSENSES[44] == "adj.ppl"
+    assert (
+        SUPERSENSES[0] == "adj.all"
+        and SUPERSENSES[3] == "noun.Tops"
+        and SUPERSENSES[44] == "adj.ppl"
+    )
 
 
 def test_bundled_wordnet_splits():
@@ -74,13 +90,21 @@ def test_bundled_wordnet_splits():
 
 def test_wordnet_split_is_stable_and_disjoint(tmp_path):
     path = tmp_path / "glosses.tsv"
-    rows = [f"{i:08d}n\tnoun.animal\tcat;true_cat\ta small \"domesticated\" feline {i}" for i in range(300)]
+    rows = [
+        f'{i:08d}n\tnoun.animal\tcat;true_cat\ta small "domesticated" feline {i}'
+        for i in range(300)
+    ]
     path.write_text("synset\tlexname\tlemmas\tgloss\n" + "\n".join(rows) + "\n")
-    splits = {name: [s for s, _, _ in wordnet.wordnet_examples(name, path)] for name in wordnet.WORDNET_SPLITS}
+    splits = {
+        name: [s for s, _, _ in wordnet.wordnet_examples(name, path)]
+        for name in wordnet.WORDNET_SPLITS
+    }
     assert sum(len(v) for v in splits.values()) == 300
     assert len(set().union(*splits.values())) == 300
     for name, synsets in splits.items():
-        assert all(corpus.stable_split(f"wordnet:{s}", wordnet.WORDNET_SPLITS) == name for s in synsets)
+        assert all(
+            corpus.stable_split(f"wordnet:{s}", wordnet.WORDNET_SPLITS) == name for s in synsets
+        )
     # A subset keeps the split of each synset.
     subset = tmp_path / "subset.tsv"
     subset.write_text("synset\tlexname\tlemmas\tgloss\n" + "\n".join(rows[::3]) + "\n")
@@ -88,7 +112,7 @@ def test_wordnet_split_is_stable_and_disjoint(tmp_path):
     assert [s for s, _, _ in wordnet.wordnet_examples("test", subset)] == expected
     train, _, _, _ = wordnet_supersense_splits(path, include_lemmas=True)
     text, label = next(iter(train))
-    assert text.numpy().decode().startswith("cat, true cat: a small \"domesticated\" feline")
+    assert text.numpy().decode().startswith('cat, true cat: a small "domesticated" feline')
     assert int(label) == SUPERSENSES.index("noun.animal")
 
 
@@ -132,12 +156,16 @@ def test_bundled_subset_is_reproducible(tmp_path):
     assert out.read_bytes() == WORDNET_SUBSET_FILE.read_bytes()
     smaller = tmp_path / "smaller.tsv.gz"
     rows = wordnet.make_bundled_subset(WORDNET_SUBSET_FILE, smaller, per_class=10)
-    assert rows == 10 * len({label for _, _, label in wordnet.wordnet_examples(None, WORDNET_SUBSET_FILE)})
+    assert rows == 10 * len(
+        {label for _, _, label in wordnet.wordnet_examples(None, WORDNET_SUBSET_FILE)}
+    )
 
 
 def test_wordnet_pipeline_end_to_end():
     train, _, _, _ = wordnet_supersense_splits(WORDNET_SUBSET_FILE)
-    ds = classification_dataset(train.take(64), toy_tokenizer(), sequence_length=32, batch_size=16, seed=0)
+    ds = classification_dataset(
+        train.take(64), toy_tokenizer(), sequence_length=32, batch_size=16, seed=0
+    )
     batches = list(ds.as_numpy_iterator())
     assert len(batches) == 4
     features, labels = batches[0]

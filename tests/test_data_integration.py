@@ -21,7 +21,14 @@ def test_span_corruption_uses_tokenizer_special_ids(bert_tokenizer):
     assert labels[0, 0].numpy() in sentinels  # targets start with sentinel 0
     assert labels[0, 0].numpy() == bert_tokenizer.sentinel_token_ids[0]
     assert features["decoder_token_ids"][0, 0].numpy() == bert_tokenizer.pad_token_id
-    assert int(tf.reduce_sum(tf.cast(features["encoder_token_ids"] == bert_tokenizer.sep_token_id, tf.int32))) >= 2
+    assert (
+        int(
+            tf.reduce_sum(
+                tf.cast(features["encoder_token_ids"] == bert_tokenizer.sep_token_id, tf.int32)
+            )
+        )
+        >= 2
+    )
 
 
 def test_causal_lm_with_keras_layer_tokenizer(bert_tokenizer):

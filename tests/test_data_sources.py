@@ -7,8 +7,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfmoe.data  # noqa: F401  (registers tfmoe_default_corpus)
-from tfmoe.data import DEFAULT_CORPUS_DIR, JARGON_FILE, WORDNET_SUBSET_FILE, jargon_documents, text_dataset
-from tfmoe.data import files
+from tfmoe.data import (
+    DEFAULT_CORPUS_DIR,
+    JARGON_FILE,
+    WORDNET_SUBSET_FILE,
+    files,
+    jargon_documents,
+    text_dataset,
+)
 
 
 def _strings(ds):
@@ -17,7 +23,12 @@ def _strings(ds):
 
 def test_bundled_files_and_notices():
     names = {p.name for p in DEFAULT_CORPUS_DIR.iterdir()}
-    assert {"jargon.txt.gz", "wordnet_glosses_subset.tsv.gz", "wordnet_LICENSE.txt", "NOTICE"} <= names
+    assert {
+        "jargon.txt.gz",
+        "wordnet_glosses_subset.tsv.gz",
+        "wordnet_LICENSE.txt",
+        "NOTICE",
+    } <= names
     assert sum(p.stat().st_size for p in DEFAULT_CORPUS_DIR.iterdir()) < 3_000_000
     license_text = (DEFAULT_CORPUS_DIR / "wordnet_LICENSE.txt").read_text()
     assert "WordNet 3.0 Copyright 2006 by Princeton University" in license_text
@@ -28,7 +39,10 @@ def test_jargon_documents():
     documents = list(jargon_documents())
     assert 5000 < len(documents) < 6000
     train, validation = list(jargon_documents("train")), list(jargon_documents("validation"))
-    assert len(train) + len(validation) == len(documents) and 0.03 < len(validation) / len(documents) < 0.07
+    assert (
+        len(train) + len(validation) == len(documents)
+        and 0.03 < len(validation) / len(documents) < 0.07
+    )
     assert set(train).isdisjoint(validation)  # split by text: repeated texts stay together
     hack = next(d for d in documents if d.startswith(":hack:\n"))
     assert "1. n. Originally, a quick job" in hack  # an entry keeps its definition paragraphs
@@ -49,13 +63,23 @@ def test_text_file_lines_and_paragraphs(tmp_path):
     plain.write_text(content)
     packed.write_bytes(gzip.compress(content.encode()))
     for path in (plain, packed):
-        assert _strings(text_dataset(path)) == ["first line", "second  line", "third", "paragraph here"]
-        assert _strings(text_dataset(str(path), paragraphs=True)) == ["first line second line", "third paragraph here"]
+        assert _strings(text_dataset(path)) == [
+            "first line",
+            "second  line",
+            "third",
+            "paragraph here",
+        ]
+        assert _strings(text_dataset(str(path), paragraphs=True)) == [
+            "first line second line",
+            "third paragraph here",
+        ]
 
 
 def test_tsv_columns(tmp_path):
     path = tmp_path / "data.tsv.gz"
-    path.write_bytes(gzip.compress('id\tgloss\tlabel\n1\ta "quoted" gloss\tx\n2\tanother, one\ty\n'.encode()))
+    path.write_bytes(
+        gzip.compress('id\tgloss\tlabel\n1\ta "quoted" gloss\tx\n2\tanother, one\ty\n'.encode())
+    )
     assert _strings(text_dataset(path)) == ['a "quoted" gloss', "another, one"]
     assert _strings(text_dataset(path, text_key="label")) == ["x", "y"]
     with pytest.raises(ValueError, match="'text'.*columns are"):
@@ -93,7 +117,9 @@ def test_tfds_builder_offline(tmp_path):
     ds = tfds.load("tfmoe_default_corpus", split="validation", data_dir=str(tmp_path))
     texts = [x["text"].decode("utf-8") for x in ds.as_numpy_iterator()]
     assert sorted(texts) == sorted(jargon_documents("validation"))  # TFDS shuffles by key
-    via_source = text_dataset("tfds:tfmoe_default_corpus/text", split="validation", data_dir=tmp_path)
+    via_source = text_dataset(
+        "tfds:tfmoe_default_corpus/text", split="validation", data_dir=tmp_path
+    )
     assert _strings(via_source) == texts
 
 
@@ -108,13 +134,22 @@ def test_tfds_builder_supersenses_offline(tmp_path):
     assert text.dtype == tf.string and 0 <= int(label) < 45
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"text\tlabel\nthe cat\tnoun\nruns\n", r"row 3, column 'label': missing"),
-    (b"text\tlabel\nthe cat\t\nruns\tverb\n", r"row 2, column 'label' is empty"),
-    (b"text\tlabel\nthe cat\tnoun\ncaf\xe9\tnoun\n", r"row 3, column 'text': byte 0xe9 is not UTF-8"),
-    (b"text\tlabel\nthe cat\tnoun\tx\n", r"row 2 has 3 tab-separated fields, the header only 2"),
-    (b"text\tclass\nthe cat\tnoun\n", r"header \(row 1\) has no column 'label'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"text\tlabel\nthe cat\tnoun\nruns\n", r"row 3, column 'label': missing"),
+        (b"text\tlabel\nthe cat\t\nruns\tverb\n", r"row 2, column 'label' is empty"),
+        (
+            b"text\tlabel\nthe cat\tnoun\ncaf\xe9\tnoun\n",
+            r"row 3, column 'text': byte 0xe9 is not UTF-8",
+        ),
+        (
+            b"text\tlabel\nthe cat\tnoun\tx\n",
+            r"row 2 has 3 tab-separated fields, the header only 2",
+        ),
+        (b"text\tclass\nthe cat\tnoun\n", r"header \(row 1\) has no column 'label'"),
+    ],
+)
 def test_labelled_tsv_errors_name_file_row_and_column(tmp_path, content, message):
     path = tmp_path / "task.tsv"
     path.write_bytes(content)
@@ -125,12 +160,16 @@ def test_labelled_tsv_errors_name_file_row_and_column(tmp_path, content, message
 
 def test_labelled_tsv_reads_gzip_and_skips_a_byte_order_mark(tmp_path):
     path = tmp_path / "task.tsv.gz"
-    path.write_bytes(gzip.compress("\ufefftext\tlabel\nthe cat\tnoun\n\nruns \"fast\"\tverb\n".encode()))
+    path.write_bytes(
+        gzip.compress('\ufefftext\tlabel\nthe cat\tnoun\n\nruns "fast"\tverb\n'.encode())
+    )
     assert files.read_labelled_tsv(path) == (["the cat", 'runs "fast"'], ["noun", "verb"])
 
 
 def test_find_non_utf8(tmp_path):
-    text, latin1, binary, packed = (tmp_path / name for name in ("a.txt", "b.txt", "c.bin", "d.txt.gz"))
+    text, latin1, binary, packed = (
+        tmp_path / name for name in ("a.txt", "b.txt", "c.bin", "d.txt.gz")
+    )
     text.write_text("caf\u00e9\nna\u00efve\n", encoding="utf-8")
     latin1.write_bytes("ok\ncaf\u00e9\n".encode("latin-1"))
     binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00")

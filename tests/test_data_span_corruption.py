@@ -81,7 +81,9 @@ def test_noise_mask_deterministic_and_seed_dependent():
 
 def test_noise_positions_cover_whole_row():
     seeds = tf.stack([tf.zeros([300], tf.int32), tf.range(300)], axis=1)
-    masks = tf.function(tf.vectorized_map)(lambda seed: random_spans_noise_mask(60, 0.15, 3.0, seed), seeds).numpy()
+    masks = tf.function(tf.vectorized_map)(
+        lambda seed: random_spans_noise_mask(60, 0.15, 3.0, seed), seeds
+    ).numpy()
     per_position = masks.mean(axis=0)
     assert per_position[0] == 0.0  # always starts with a non-noise span
     assert per_position[-1] == 1.0  # always ends with a noise span
@@ -116,7 +118,9 @@ def test_span_corrupt_reconstructs_tokens():
 def _pipeline(tokenizer=None, texts=120, **overrides):
     options = dict(batch_size=4, encoder_sequence_length=64, seed=5, shuffle_buffer_size=0)
     options.update(overrides)
-    return span_corruption_dataset(texts_dataset(sample_texts(texts)), tokenizer or toy_tokenizer(), **options)
+    return span_corruption_dataset(
+        texts_dataset(sample_texts(texts)), tokenizer or toy_tokenizer(), **options
+    )
 
 
 def test_pipeline_shapes_and_reconstruction():
@@ -147,12 +151,16 @@ def test_pipeline_shapes_and_reconstruction():
             np.testing.assert_array_equal(weights[i], features["decoder_padding_mask"][i])
             # Decoder inputs are the targets shifted right behind the start (pad) id.
             assert features["decoder_token_ids"][i][0] == tok.pad_token_id
-            np.testing.assert_array_equal(features["decoder_token_ids"][i][1:dec_len], labels[i][: dec_len - 1])
+            np.testing.assert_array_equal(
+                features["decoder_token_ids"][i][1:dec_len], labels[i][: dec_len - 1]
+            )
             rows.append(reconstruct(inputs[:-1], targets[:-1], tok.sentinel_token_ids))
     assert len(rows) == 4 * (len(stream) // tokens_length // 4)
     assert all(len(r) == tokens_length for r in rows)
     assert sum(rows, []) == stream[: len(rows) * tokens_length]
-    noise = [features["decoder_padding_mask"].sum(axis=1) for features, _, _ in ds.as_numpy_iterator()]
+    noise = [
+        features["decoder_padding_mask"].sum(axis=1) for features, _, _ in ds.as_numpy_iterator()
+    ]
     assert np.concatenate(noise).min() == targets_length  # every target row is full
 
 
@@ -162,7 +170,9 @@ def test_pipeline_deterministic_with_seed_and_fresh_noise_each_epoch():
 
     a, b = (_pipeline(texts=40, seed=11, shuffle_buffer_size=100) for _ in range(2))
     np.testing.assert_array_equal(first_epoch(a), first_epoch(b))
-    np.testing.assert_raises(AssertionError, np.testing.assert_array_equal, first_epoch(a), first_epoch(a))
+    np.testing.assert_raises(
+        AssertionError, np.testing.assert_array_equal, first_epoch(a), first_epoch(a)
+    )
     c = _pipeline(texts=40, seed=12, shuffle_buffer_size=100)
     assert not np.array_equal(first_epoch(b), first_epoch(c))
     # Without shuffling the rows repeat in order, but the noise is new each epoch.

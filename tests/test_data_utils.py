@@ -22,10 +22,18 @@ class ToyTokenizer:
     def __init__(self):
         self.sentinel_token_ids = list(range(len(SPECIALS), len(SPECIALS) + NUM_SENTINELS))
         chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-        tokens = SPECIALS + [f"<extra_id_{i}>" for i in range(NUM_SENTINELS)] + chars + ["##" + c for c in chars]
+        tokens = (
+            SPECIALS
+            + [f"<extra_id_{i}>" for i in range(NUM_SENTINELS)]
+            + chars
+            + ["##" + c for c in chars]
+        )
         self.vocabulary = list(dict.fromkeys(tokens + WORDS))
         self._tokenizer = tf_text.FastWordpieceTokenizer(
-            self.vocabulary, token_out_type=tf.int32, unknown_token="[UNK]", no_pretokenization=False
+            self.vocabulary,
+            token_out_type=tf.int32,
+            unknown_token="[UNK]",
+            no_pretokenization=False,
         )
 
     def vocabulary_size(self):

@@ -17,14 +17,22 @@ from tfmoe.models import Distiller, SwitchDecoderLM, SwitchTransformer, init_stu
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(REPO, "experiments", "distill.py")
 VOCAB = 40
-SMALL = dict(vocabulary_size=VOCAB, hidden_dim=16, num_heads=2, intermediate_dim=24, num_layers=2,
-             dropout=0.0)
+SMALL = dict(
+    vocabulary_size=VOCAB,
+    hidden_dim=16,
+    num_heads=2,
+    intermediate_dim=24,
+    num_layers=2,
+    dropout=0.0,
+)
 
 
 def _pair(**overrides):
     """A sparse teacher (layer 1 has 4 experts) and a dense student, different random weights."""
     keras.utils.set_random_seed(1)
-    teacher = SwitchDecoderLM.from_preset("switch_lm_tiny_8", **{**SMALL, "num_experts": 4, **overrides})
+    teacher = SwitchDecoderLM.from_preset(
+        "switch_lm_tiny_8", **{**SMALL, "num_experts": 4, **overrides}
+    )
     student = SwitchDecoderLM.from_preset("dense_lm_tiny", **{**SMALL, **overrides})
     return teacher, student
 
@@ -51,7 +59,9 @@ def _log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-def _numpy_loss(student_logits, teacher_logits, labels, weights, hard_w, soft_w, temperature, soft_loss):
+def _numpy_loss(
+    student_logits, teacher_logits, labels, weights, hard_w, soft_w, temperature, soft_loss
+):
     log_p = _log_softmax(student_logits.astype(np.float64))
     ce = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0]
     log_ps = _log_softmax(student_logits.astype(np.float64) / temperature)
@@ -59,7 +69,7 @@ def _numpy_loss(student_logits, teacher_logits, labels, weights, hard_w, soft_w,
     pt = np.exp(log_pt)
     per_token = (pt * (log_pt - log_ps)).sum(-1) if soft_loss == "kl" else -(pt * log_ps).sum(-1)
     hard = (ce * weights).sum() / weights.sum()
-    soft = temperature ** 2 * (per_token * weights).sum() / weights.sum()
+    soft = temperature**2 * (per_token * weights).sum() / weights.sum()
     return hard_w * hard + soft_w * soft, hard, soft
 
 
@@ -82,12 +92,16 @@ def test_init_copies_exactly_the_non_expert_weights():
             np.testing.assert_array_equal(after[key], before[key], err_msg=key)
     assert sorted(report["copied"]) == sorted(copied)
     assert sorted(report["kept"]) == sorted(k for k in after if k.startswith(sparse_ffn))
-    assert sorted(report["teacher_expert_weights"]) == sorted(k for k in source if k.startswith(sparse_ffn))
+    assert sorted(report["teacher_expert_weights"]) == sorted(
+        k for k in source if k.startswith(sparse_ffn)
+    )
     assert not (report["mismatched"] or report["unmatched_student"] or report["unmatched_teacher"])
     # The copy is a copy: training the student later must not touch the teacher.
     student.backbone.token_embedding.embeddings.assign(np.zeros((VOCAB, 16), "float32"))
-    np.testing.assert_array_equal(_relative(teacher)["backbone/token_embedding/embeddings"],
-                                  source["backbone/token_embedding/embeddings"])
+    np.testing.assert_array_equal(
+        _relative(teacher)["backbone/token_embedding/embeddings"],
+        source["backbone/token_embedding/embeddings"],
+    )
 
 
 def test_init_expert_mean_option():
@@ -122,13 +136,20 @@ def test_init_switch_transformer_encoder_decoder():
 def test_init_lists_weights_that_do_not_match():
     teacher, _ = _pair()
     other = SwitchDecoderLM.from_preset("dense_lm_tiny", **{**SMALL, "vocabulary_size": VOCAB + 5})
-    with pytest.raises(ValueError, match=r"backbone/token_embedding/embeddings: student \(45, 16\) vs teacher \(40, 16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"backbone/token_embedding/embeddings: student \(45, 16\) vs teacher \(40, 16\)",
+    ):
         init_student_from_teacher(other, teacher)
     deeper = SwitchDecoderLM.from_preset("dense_lm_tiny", **{**SMALL, "num_layers": 3})
-    with pytest.raises(ValueError, match=r"backbone/decoder/block_2/self_attention/q \(16, 64\): no teacher weight"):
+    with pytest.raises(
+        ValueError, match=r"backbone/decoder/block_2/self_attention/q \(16, 64\): no teacher weight"
+    ):
         init_student_from_teacher(deeper, teacher)
     report = init_student_from_teacher(other, teacher, strict=False)
-    assert report["mismatched"] == ["backbone/token_embedding/embeddings: student (45, 16) vs teacher (40, 16)"]
+    assert report["mismatched"] == [
+        "backbone/token_embedding/embeddings: student (45, 16) vs teacher (40, 16)"
+    ]
     assert "backbone/decoder/block_0/self_attention/q" in report["copied"]
     with pytest.raises(ValueError, match="expert_init"):
         init_student_from_teacher(other, teacher, expert_init="random")
@@ -137,36 +158,62 @@ def test_init_lists_weights_that_do_not_match():
 # Loss ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hard_w, soft_w, temperature, soft_loss", [
-    (0.25, 0.75, 1.0, "kl"),
-    (0.75, 0.25, 2.0, "kl"),
-    (0.5, 1.0, 0.5, "cross_entropy"),
-])
+@pytest.mark.parametrize(
+    "hard_w, soft_w, temperature, soft_loss",
+    [
+        (0.25, 0.75, 1.0, "kl"),
+        (0.75, 0.25, 2.0, "kl"),
+        (0.5, 1.0, 0.5, "cross_entropy"),
+    ],
+)
 def test_loss_matches_numpy(hard_w, soft_w, temperature, soft_loss):
     teacher, student = _pair()
-    distiller = Distiller(teacher, student, hard_label_weight=hard_w, soft_label_weight=soft_w,
-                          temperature=temperature, soft_loss=soft_loss)
+    distiller = Distiller(
+        teacher,
+        student,
+        hard_label_weight=hard_w,
+        soft_label_weight=soft_w,
+        temperature=temperature,
+        soft_loss=soft_loss,
+    )
     x, y, mask = _batch()
     student_logits = keras.ops.convert_to_numpy(student(x, training=False))
     teacher_logits = keras.ops.convert_to_numpy(teacher(x, training=False))
     loss = distiller.compute_loss(x, y, student(x, training=False), training=False)
-    expected, hard, soft = _numpy_loss(student_logits, teacher_logits, y, mask, hard_w, soft_w,
-                                       temperature, soft_loss)
+    expected, hard, soft = _numpy_loss(
+        student_logits, teacher_logits, y, mask, hard_w, soft_w, temperature, soft_loss
+    )
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
     np.testing.assert_allclose(float(distiller.cross_entropy_tracker.result()), hard, rtol=1e-5)
-    np.testing.assert_allclose(float(distiller.perplexity_tracker.result()), np.exp(hard), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(distiller.perplexity_tracker.result()), np.exp(hard), rtol=1e-5
+    )
     np.testing.assert_allclose(float(distiller.soft_loss_tracker.result()), soft, rtol=1e-5)
 
 
 def test_default_weights_and_sample_weight():
     teacher, student = _pair()
     distiller = Distiller(teacher, student)
-    assert (distiller.hard_label_weight, distiller.soft_label_weight, distiller.temperature) == (0.25, 0.75, 1.0)
+    assert (distiller.hard_label_weight, distiller.soft_label_weight, distiller.temperature) == (
+        0.25,
+        0.75,
+        1.0,
+    )
     x, y, _ = _batch(pad_rows=())
     weights = np.random.default_rng(3).uniform(0.0, 2.0, y.shape).astype("float32")
-    loss = distiller.compute_loss(x, y, student(x, training=False), sample_weight=weights, training=False)
-    expected, _, _ = _numpy_loss(keras.ops.convert_to_numpy(student(x)), keras.ops.convert_to_numpy(teacher(x)),
-                                 y, weights, 0.25, 0.75, 1.0, "kl")
+    loss = distiller.compute_loss(
+        x, y, student(x, training=False), sample_weight=weights, training=False
+    )
+    expected, _, _ = _numpy_loss(
+        keras.ops.convert_to_numpy(student(x)),
+        keras.ops.convert_to_numpy(teacher(x)),
+        y,
+        weights,
+        0.25,
+        0.75,
+        1.0,
+        "kl",
+    )
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
@@ -176,7 +223,9 @@ def test_padding_is_ignored_in_both_losses():
     x, y, _ = _batch()
 
     def loss(inputs, labels):
-        return float(distiller.compute_loss(inputs, labels, student(inputs, training=False), training=False))
+        return float(
+            distiller.compute_loss(inputs, labels, student(inputs, training=False), training=False)
+        )
 
     reference = loss(x, y)
     x2 = {k: v.copy() for k, v in x.items()}
@@ -195,7 +244,9 @@ def test_padding_is_ignored_in_both_losses():
     bare2 = {"token_ids": x2["token_ids"], "padding_mask": everything}
     weights = x["padding_mask"].astype("float32")
     first = distiller.compute_loss(bare, y, student(bare), sample_weight=weights, training=False)
-    second = distiller.compute_loss(bare2, y2, student(bare2), sample_weight=weights, training=False)
+    second = distiller.compute_loss(
+        bare2, y2, student(bare2), sample_weight=weights, training=False
+    )
     assert float(first) == pytest.approx(float(second), rel=1e-6)
 
 
@@ -217,7 +268,9 @@ def test_fit_trains_the_student_only():
     distiller.compile(optimizer=keras.optimizers.AdamW(3e-3, weight_decay=0.1), jit_compile=False)
     assert len(distiller.trainable_weights) == len(student.trainable_weights)
     x, y, w = _dataset()
-    history = distiller.fit(x, y, sample_weight=w, batch_size=4, epochs=6, shuffle=False, verbose=0).history
+    history = distiller.fit(
+        x, y, sample_weight=w, batch_size=4, epochs=6, shuffle=False, verbose=0
+    ).history
     assert history["loss"][-1] < history["loss"][0]
     assert history["cross_entropy"][-1] < history["cross_entropy"][0]
     assert len(set(np.round(history["teacher_cross_entropy"], 5))) == 1  # frozen teacher
@@ -225,7 +278,13 @@ def test_fit_trains_the_student_only():
         np.testing.assert_array_equal(value, teacher_before[key], err_msg=key)
     assert any(not np.array_equal(v, student_before[k]) for k, v in _relative(student).items())
     logs = distiller.evaluate(x, y, sample_weight=w, batch_size=4, verbose=0, return_dict=True)
-    assert set(logs) == {"loss", "cross_entropy", "perplexity", "soft_loss", "teacher_cross_entropy"}
+    assert set(logs) == {
+        "loss",
+        "cross_entropy",
+        "perplexity",
+        "soft_loss",
+        "teacher_cross_entropy",
+    }
     assert logs["perplexity"] == pytest.approx(np.exp(logs["cross_entropy"]), rel=1e-5)
     # The reported cross-entropy is the student's own, over the real tokens.
     logits = keras.ops.convert_to_numpy(student(x, training=False))
@@ -252,12 +311,19 @@ def test_one_step_under_mirrored_strategy_matches_one_device(mirrored_cpus):
 
 def test_keras_round_trip(tmp_path):
     teacher, student = _pair()
-    distiller = Distiller(teacher, student, hard_label_weight=0.5, soft_label_weight=0.5, temperature=2.0,
-                          soft_loss="cross_entropy")
+    distiller = Distiller(
+        teacher,
+        student,
+        hard_label_weight=0.5,
+        soft_label_weight=0.5,
+        temperature=2.0,
+        soft_loss="cross_entropy",
+    )
     config = distiller.get_config()
     clone = Distiller.from_config(json.loads(json.dumps(config)))
-    assert {k: v for k, v in clone.get_config().items() if k not in ("teacher", "student", "name")} == {
-        k: v for k, v in config.items() if k not in ("teacher", "student", "name")}
+    assert {
+        k: v for k, v in clone.get_config().items() if k not in ("teacher", "student", "name")
+    } == {k: v for k, v in config.items() if k not in ("teacher", "student", "name")}
     assert clone.student.backbone.num_experts == 0 and clone.teacher.backbone.num_experts == 4
     distiller.compile(optimizer="adam", jit_compile=False)
     x, y, _ = _batch()
@@ -266,22 +332,31 @@ def test_keras_round_trip(tmp_path):
     distiller.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, Distiller)
-    assert (loaded.hard_label_weight, loaded.temperature, loaded.soft_loss) == (0.5, 2.0, "cross_entropy")
+    assert (loaded.hard_label_weight, loaded.temperature, loaded.soft_loss) == (
+        0.5,
+        2.0,
+        "cross_entropy",
+    )
     assert not loaded.teacher.trainable
     assert len(loaded.trainable_weights) == len(loaded.student.trainable_weights)
     assert int(loaded.optimizer.iterations.numpy()) == 1  # compiled, optimizer state restored
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6
+    )
     np.testing.assert_allclose(loaded.teacher(x), teacher(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(hard_label_weight=-0.1), "hard_label_weight"),
-    (dict(soft_label_weight=-1), "soft_label_weight"),
-    (dict(soft_label_weight=float("nan")), "soft_label_weight"),
-    (dict(hard_label_weight=0, soft_label_weight=0), "both 0"),
-    (dict(temperature=0), "temperature"),
-    (dict(soft_loss="mse"), "soft_loss"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hard_label_weight=-0.1), "hard_label_weight"),
+        (dict(soft_label_weight=-1), "soft_label_weight"),
+        (dict(soft_label_weight=float("nan")), "soft_label_weight"),
+        (dict(hard_label_weight=0, soft_label_weight=0), "both 0"),
+        (dict(temperature=0), "temperature"),
+        (dict(soft_loss="mse"), "soft_loss"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     teacher, student = _pair()
     with pytest.raises(ValueError, match=message):
@@ -291,7 +366,9 @@ def test_bad_arguments(kwargs, message):
 def test_bad_models():
     teacher, student = _pair()
     other = SwitchDecoderLM.from_preset("dense_lm_tiny", **{**SMALL, "vocabulary_size": VOCAB + 1})
-    with pytest.raises(ValueError, match=r"`student` has vocabulary_size=41 but `teacher` has vocabulary_size=40"):
+    with pytest.raises(
+        ValueError, match=r"`student` has vocabulary_size=41 but `teacher` has vocabulary_size=40"
+    ):
         Distiller(teacher, other)
     with pytest.raises(ValueError, match="`teacher` must be a keras.Model"):
         Distiller("teacher", student)
@@ -310,20 +387,34 @@ def test_exported_from_tfmoe_models():
 
 
 def _env():
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
+    return dict(
+        os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1"
+    )
 
 
 def _script(args, timeout):
-    return subprocess.run([sys.executable, DISTILL, *args], capture_output=True, text=True, env=_env(),
-                          cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, DISTILL, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--mix=0.5"], "--mix must be HARD:SOFT"),
-    (["--dense=switch_lm_tiny_8"], "must be dense"),
-    (["--teacher=switch_tiny_8"], "is a causal_lm preset but --teacher=switch_tiny_8 a seq2seq one"),
-    (["--steps=10", "--steps_per_epoch=4"], "multiple of --steps_per_epoch"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mix=0.5"], "--mix must be HARD:SOFT"),
+        (["--dense=switch_lm_tiny_8"], "must be dense"),
+        (
+            ["--teacher=switch_tiny_8"],
+            "is a causal_lm preset but --teacher=switch_tiny_8 a seq2seq one",
+        ),
+        (["--steps=10", "--steps_per_epoch=4"], "multiple of --steps_per_epoch"),
+    ],
+)
 def test_script_bad_flags_exit_2_with_one_line(tmp_path, args, message):
     result = _script([*args, f"--output_dir={tmp_path}"], timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
@@ -342,15 +433,30 @@ def test_share_kept_formula(load_script):
 @pytest.mark.slow  # 4 short trainings (one XLA compilation each) and a reload: ~2-3 minutes on 2 cores
 def test_script_end_to_end_then_reload(tmp_path):
     out = tmp_path / "distill"
-    args = ["--steps=4", "--steps_per_epoch=2", "--batch_size=4", "--sequence_length=16", "--validation_steps=1",
-            "--override=num_layers=2", "--teacher_override=num_experts=4", "--mix=0.25:0.75", "--mix=1:0",
-            "--strategy=cpu", "--verbose=0", f"--output_dir={out}"]
+    args = [
+        "--steps=4",
+        "--steps_per_epoch=2",
+        "--batch_size=4",
+        "--sequence_length=16",
+        "--validation_steps=1",
+        "--override=num_layers=2",
+        "--teacher_override=num_experts=4",
+        "--mix=0.25:0.75",
+        "--mix=1:0",
+        "--strategy=cpu",
+        "--verbose=0",
+        f"--output_dir={out}",
+    ]
     result = _script(args, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = (out / "distill.md").read_text()
     assert table in result.stdout
-    for label in ("dense baseline `dense_lm_tiny`", "sparse teacher `switch_lm_tiny_8`",
-                  "distilled (0.25 hard / 0.75 soft, T=1)", "labels only (1 hard)"):
+    for label in (
+        "dense baseline `dense_lm_tiny`",
+        "sparse teacher `switch_lm_tiny_8`",
+        "distilled (0.25 hard / 0.75 soft, T=1)",
+        "labels only (1 hard)",
+    ):
         assert label in table
     report = json.loads((out / "distill.json").read_text())
     rows = report["rows"]

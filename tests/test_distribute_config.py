@@ -6,8 +6,16 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tfmoe.distribute import (StrategyError, configure, is_chief, resolve_strategy, strategy_kind, task_info,
-                              tf_config, worker_output_dir)
+from tfmoe.distribute import (
+    StrategyError,
+    configure,
+    is_chief,
+    resolve_strategy,
+    strategy_kind,
+    task_info,
+    tf_config,
+    worker_output_dir,
+)
 
 
 def test_configure_on_cpu_sets_batch_precision_and_steps():
@@ -26,14 +34,17 @@ def test_configure_mirrored_cpus_scales_the_global_batch(mirrored_cpus):
     assert configure(setup.strategy, global_batch_size=10).per_replica_batch_size == 5
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"global_batch_size": 7}, "global_batch_size`=7 is not divisible by the 2 replicas"),
-    ({"global_batch_size": 8, "per_replica_batch_size": 4}, "not both"),
-    ({"per_replica_batch_size": 0}, "per_replica_batch_size` must be a positive integer"),
-    ({"mixed_precision": "fp8"}, "mixed_precision` must be one of"),
-    ({"steps_per_execution": 4}, "steps_per_execution`=4 fails"),
-    ({"steps_per_execution": -1}, "steps_per_execution` must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"global_batch_size": 7}, "global_batch_size`=7 is not divisible by the 2 replicas"),
+        ({"global_batch_size": 8, "per_replica_batch_size": 4}, "not both"),
+        ({"per_replica_batch_size": 0}, "per_replica_batch_size` must be a positive integer"),
+        ({"mixed_precision": "fp8"}, "mixed_precision` must be one of"),
+        ({"steps_per_execution": 4}, "steps_per_execution`=4 fails"),
+        ({"steps_per_execution": -1}, "steps_per_execution` must be a positive integer"),
+    ],
+)
 def test_configure_rejects_bad_arguments(kwargs, message, mirrored_cpus):
     with pytest.raises(ValueError, match=message):
         configure(mirrored_cpus, **kwargs)
@@ -46,10 +57,16 @@ def test_strategy_kinds():
 
 def test_tf_config_and_chief(monkeypatch, tmp_path):
     config = json.loads(tf_config(["localhost:1111", "localhost:2222"], 1))
-    assert config == {"cluster": {"worker": ["localhost:1111", "localhost:2222"]},
-                      "task": {"type": "worker", "index": 1}}
+    assert config == {
+        "cluster": {"worker": ["localhost:1111", "localhost:2222"]},
+        "task": {"type": "worker", "index": 1},
+    }
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert is_chief() and task_info() == (None, 0) and worker_output_dir(str(tmp_path)) == str(tmp_path)
+    assert (
+        is_chief()
+        and task_info() == (None, 0)
+        and worker_output_dir(str(tmp_path)) == str(tmp_path)
+    )
     monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     assert not is_chief() and task_info() == ("worker", 1)
     assert worker_output_dir(str(tmp_path)) == str(tmp_path / "workers" / "worker_1")
@@ -81,11 +98,21 @@ def test_xla_is_off_on_cpu_for_models_that_draw_random_numbers():
     from tfmoe.models import SwitchDecoderLM
 
     setup = configure("cpu")
-    small = dict(vocabulary_size=64, hidden_dim=16, num_heads=2, key_value_dim=8, intermediate_dim=32,
-                 num_layers=2)
+    small = dict(
+        vocabulary_size=64,
+        hidden_dim=16,
+        num_heads=2,
+        key_value_dim=8,
+        intermediate_dim=32,
+        num_layers=2,
+    )
     assert setup.jit_compile_for(SwitchDecoderLM.from_preset("switch_lm_tiny_8", **small))
-    assert not setup.jit_compile_for(SwitchDecoderLM.from_preset("switch_lm_tiny_8", dropout=0.1, **small))
-    assert not setup.jit_compile_for(SwitchDecoderLM.from_preset("switch_lm_tiny_8", jitter_noise=0.01, **small))
+    assert not setup.jit_compile_for(
+        SwitchDecoderLM.from_preset("switch_lm_tiny_8", dropout=0.1, **small)
+    )
+    assert not setup.jit_compile_for(
+        SwitchDecoderLM.from_preset("switch_lm_tiny_8", jitter_noise=0.01, **small)
+    )
 
 
 def test_tpu_vm_devices_select_the_local_tpu_address(monkeypatch):

@@ -29,7 +29,9 @@ def _inputs(seed=0):
 
 
 def _layer(cls, **kwargs):
-    layer = cls(EXPERTS, FF, dispatch="einsum", load_balance_weight=0.1, z_loss_weight=0.01, **kwargs)
+    layer = cls(
+        EXPERTS, FF, dispatch="einsum", load_balance_weight=0.1, z_loss_weight=0.01, **kwargs
+    )
     layer(_inputs()[0])
     return layer
 
@@ -39,8 +41,10 @@ def mesh():
     return expert_mesh(expert=2, batch=1, device_type="CPU")
 
 
-@pytest.mark.parametrize("cls,kwargs", [(SwitchFeedForward, {}), (Top2FeedForward, {"gated": True,
-                                                                                   "activation": "gelu"})])
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [(SwitchFeedForward, {}), (Top2FeedForward, {"gated": True, "activation": "gelu"})],
+)
 @pytest.mark.parametrize("training", [False, True])
 def test_sharded_experts_match_the_single_device_layer(mesh, cls, kwargs, training):
     layer = _layer(cls, capacity_factor=0.75, **kwargs)  # some tokens dropped: capacity is enforced
@@ -63,13 +67,22 @@ def test_sharded_experts_match_the_single_device_layer(mesh, cls, kwargs, traini
 def _outputs_match(mesh, cls=Top2FeedForward):
     # Routing groups form within each batch shard: the single-device layer gets the same.
     rows_per_shard = BATCH // mesh.dim_size("batch")
-    layer = _layer(cls, capacity_factor=1.0, eval_capacity_factor=0.75, min_capacity=1,
-                   group_size=rows_per_shard * SEQ)
+    layer = _layer(
+        cls,
+        capacity_factor=1.0,
+        eval_capacity_factor=0.75,
+        min_capacity=1,
+        group_size=rows_per_shard * SEQ,
+    )
     x, mask = _inputs(3)
     outputs, _ = ExpertParallelMoe(layer, mesh)(x, mask, training=False)
-    assert float(layer(x, padding_mask=mask).numpy().size) and float(
-        layer.routing_stats["dropped_fraction"]) > 0  # capacity binds
-    np.testing.assert_allclose(_to_local(outputs).numpy(), layer(x, padding_mask=mask).numpy(), atol=1e-5)
+    assert (
+        float(layer(x, padding_mask=mask).numpy().size)
+        and float(layer.routing_stats["dropped_fraction"]) > 0
+    )  # capacity binds
+    np.testing.assert_allclose(
+        _to_local(outputs).numpy(), layer(x, padding_mask=mask).numpy(), atol=1e-5
+    )
 
 
 def test_batch_sharded_mesh_matches():
@@ -78,9 +91,16 @@ def test_batch_sharded_mesh_matches():
 
 def test_two_by_two_mesh_matches_in_a_four_cpu_process():
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0 and "2x2 mesh: outputs match" in result.stdout, result.stderr[-3000:]
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "2x2 mesh: outputs match" in result.stdout, result.stderr[
+        -3000:
+    ]
 
 
 def test_gradients_and_an_sgd_step_match_the_single_device_layer(mesh):
@@ -115,7 +135,8 @@ def test_gradients_and_an_sgd_step_match_the_single_device_layer(mesh):
     assert float(_to_local(loss)) == pytest.approx(float(loss_single), rel=1e-5)
     sharded.assign_to(layer)
     for variable, start, grad in zip(
-            (layer.router.kernel, layer.experts.wi, layer.experts.wo), variables_before, expected):
+        (layer.router.kernel, layer.experts.wi, layer.experts.wo), variables_before, expected
+    ):
         np.testing.assert_allclose(variable.numpy(), start - 0.5 * grad.numpy(), atol=1e-6)
 
 

@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 
+import distributed_fit
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import distributed_fit
 from tfmoe.distribute import free_ports, tf_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,9 +51,22 @@ def test_two_worker_processes_match_single_process(single_process_run, tmp_path)
     for index in range(2):
         worker_env = dict(env, TF_CONFIG=tf_config(workers, index))
         log = open(tmp_path / f"worker{index}.log", "w")
-        processes.append((subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "distributed_fit.py"), str(tmp_path / f"worker{index}.json")],
-            env=worker_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp_path)), log))
+        processes.append(
+            (
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        os.path.join(HERE, "distributed_fit.py"),
+                        str(tmp_path / f"worker{index}.json"),
+                    ],
+                    env=worker_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=str(tmp_path),
+                ),
+                log,
+            )
+        )
     try:
         for process, _ in processes:
             process.wait(timeout=240)

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 import test_export_helpers as h
+
 import tfmoe
 
 LABELS = ["negative", "neutral", "positive"]
@@ -19,11 +19,15 @@ def exported(tmp_path_factory):
     # One row per routing group: the documented recipe for per-request isolation
     # (pooled groups make a row's routing depend on its batch whenever an expert overflows).
     model = tfmoe.models.SwitchClassifier.from_preset(
-        "switch_tiny_8", num_classes=3, vocabulary_size=tok.vocabulary_size(),
-        group_size=h.SEQUENCE_LENGTH)
+        "switch_tiny_8",
+        num_classes=3,
+        vocabulary_size=tok.vocabulary_size(),
+        group_size=h.SEQUENCE_LENGTH,
+    )
     root = tmp_path_factory.mktemp("clf")
-    path = tfmoe.export.export_saved_model(model, tok, root / "clf", label_names=LABELS,
-                                           sequence_length=h.SEQUENCE_LENGTH, version=1)
+    path = tfmoe.export.export_saved_model(
+        model, tok, root / "clf", label_names=LABELS, sequence_length=h.SEQUENCE_LENGTH, version=1
+    )
     return model, tok, path, tf.saved_model.load(path)
 
 
@@ -38,9 +42,20 @@ def test_layout_and_variables_tracked_once(exported):
     assert path.endswith("/clf/1")
     assert sorted(loaded.signatures) == ["embed", "serving_default"]
     assert len(loaded.variables) == len(model.variables)
-    listing = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli",
-                              "show", "--dir", path, "--all"],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tensorflow.python.tools.saved_model_cli",
+            "show",
+            "--dir",
+            path,
+            "--all",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in ("serving_default", "embed", "label_id", "probabilities", "embedding"):
         assert name in listing
     assert "DT_STRING" in listing and "shape: (-1)" in listing
@@ -91,8 +106,11 @@ def test_fresh_process_loads_with_tensorflow_text_only(exported):
     _, _, path, loaded = exported
     results = h.load_in_fresh_process(path)
     expected = loaded.signatures["serving_default"](text=tf.constant(["hello world", ""]))
-    np.testing.assert_allclose(results[path + ":serving_default"]["probabilities"],
-                               expected["probabilities"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        results[path + ":serving_default"]["probabilities"],
+        expected["probabilities"].numpy(),
+        atol=1e-5,
+    )
 
 
 def test_bad_arguments_raise_value_errors(exported):
@@ -108,7 +126,8 @@ def test_bad_arguments_raise_value_errors(exported):
             tfmoe.export.export_saved_model(model, tok, "unused", **{option: 0})
     with pytest.raises(ValueError, match="`jit_compile`"):
         tfmoe.export.export_saved_model(model, tok, "unused", jit_compile="yes")
-    small = tfmoe.models.SwitchClassifier.from_preset("switch_tiny_8", num_classes=3,
-                                                      vocabulary_size=100)
+    small = tfmoe.models.SwitchClassifier.from_preset(
+        "switch_tiny_8", num_classes=3, vocabulary_size=100
+    )
     with pytest.raises(ValueError, match="`tokenizer`"):
         tfmoe.export.export_saved_model(small, tok, "unused")

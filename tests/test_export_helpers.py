@@ -13,14 +13,24 @@ VOCAB = pathlib.Path(__file__).resolve().parent / "data" / "bert_uncased_vocab.t
 SEQUENCE_LENGTH = 16
 MAX_NEW_TOKENS = 4
 # One of each hard input: empty, whitespace, invalid UTF-8, 100k characters, plain text.
-EDGE_TEXTS = [b"", b"   \t\n ", b"\xff\xfe ab\xc3", ("long words " * 10_000).encode()[:100_000],
-              b"The quick brown fox jumps over the lazy dog."]
-TEXTS = [b"hello world", b"a much longer sentence with several words in it , really .",
-         b"caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87", b""]
+EDGE_TEXTS = [
+    b"",
+    b"   \t\n ",
+    b"\xff\xfe ab\xc3",
+    ("long words " * 10_000).encode()[:100_000],
+    b"The quick brown fox jumps over the lazy dog.",
+]
+TEXTS = [
+    b"hello world",
+    b"a much longer sentence with several words in it , really .",
+    b"caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87",
+    b"",
+]
 
 
 def tokenizer():
     import tfmoe
+
     return tfmoe.tokenize.WordpieceTokenizer(str(VOCAB))
 
 
@@ -29,7 +39,7 @@ def pack(tok, texts, length, prefix=(), suffix=(), keep="first"):
     rows = []
     room = length - len(prefix) - len(suffix)
     for ids in tok(tf.constant(texts)).to_list():
-        body = ids[:room] if keep == "first" else ids[max(len(ids) - room, 0):]
+        body = ids[:room] if keep == "first" else ids[max(len(ids) - room, 0) :]
         rows.append(list(prefix) + body + list(suffix))
     lengths = np.array([len(r) for r in rows], np.int32)
     ids = np.array([r + [0] * (length - len(r)) for r in rows], np.int32).reshape(-1, length)
@@ -69,9 +79,14 @@ print(json.dumps(results))
 def load_in_fresh_process(*paths, signatures=None):
     """Loads and calls `signatures` (default all) in a process importing only TF and TF Text."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", LOADER, ",".join(signatures or ()),
-                           *map(str, paths)], capture_output=True,
-                          text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", LOADER, ",".join(signatures or ()), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -127,8 +142,13 @@ def peak_rss_growth_in_fresh_process(path, signature, text, row_counts):
     `{str(rows): MiB, or the InvalidArgument message of a refused request}`.
     """
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path), signature, text,
-                           *map(str, row_counts)], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, str(path), signature, text, *map(str, row_counts)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

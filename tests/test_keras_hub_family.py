@@ -14,13 +14,21 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import BERT_VOCAB
 from keras_hub.src.tests import test_case
 
-from conftest import BERT_VOCAB
-from tfmoe.models import (SwitchBackbone, SwitchCausalLM, SwitchCausalLMPreprocessor,
-                          SwitchSeq2SeqBackbone, SwitchSeq2SeqLM, SwitchSeq2SeqLMPreprocessor,
-                          SwitchTextClassifier, SwitchTextClassifierPreprocessor,
-                          SwitchTokenizer, count_params)
+from tfmoe.models import (
+    SwitchBackbone,
+    SwitchCausalLM,
+    SwitchCausalLMPreprocessor,
+    SwitchSeq2SeqBackbone,
+    SwitchSeq2SeqLM,
+    SwitchSeq2SeqLMPreprocessor,
+    SwitchTextClassifier,
+    SwitchTextClassifierPreprocessor,
+    SwitchTokenizer,
+    count_params,
+)
 from tfmoe.private_apis import sublayers
 from tfmoe.tokenize import WordpieceTokenizer
 
@@ -32,34 +40,49 @@ class HarnessTestCase(test_case.TestCase):
     test_session = None
 
 
-VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-         + "the quick brown fox jumps over lazy dog a cat sat on mat and is".split()
-         + ["##s", "##ed", ",", "."])
+VOCAB = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + "the quick brown fox jumps over lazy dog a cat sat on mat and is".split()
+    + ["##s", "##ed", ",", "."]
+)
 # Tiny sizes; a large eval capacity so that no token is ever dropped (exact parity and
 # cache / no-cache comparisons); no dropout.
-TINY = dict(vocabulary_size=len(VOCAB), hidden_dim=16, num_heads=2, intermediate_dim=32,
-            num_layers=2, num_experts=4, sparse_step=1, top_k=2, dropout=0.0,
-            eval_capacity_factor=64.0)
+TINY = dict(
+    vocabulary_size=len(VOCAB),
+    hidden_dim=16,
+    num_heads=2,
+    intermediate_dim=32,
+    num_layers=2,
+    num_experts=4,
+    sparse_step=1,
+    top_k=2,
+    dropout=0.0,
+    eval_capacity_factor=64.0,
+)
 
 
 def _lm_inputs(seed=0, batch=2, length=6):
     rng = np.random.default_rng(seed)
-    return {"token_ids": rng.integers(5, len(VOCAB), (batch, length)).astype("int32"),
-            "padding_mask": np.array([[1] * length, [1] * (length - 2) + [0] * 2],
-                                     "int32")[:batch]}
+    return {
+        "token_ids": rng.integers(5, len(VOCAB), (batch, length)).astype("int32"),
+        "padding_mask": np.array([[1] * length, [1] * (length - 2) + [0] * 2], "int32")[:batch],
+    }
 
 
 def _seq2seq_inputs(seed=0):
     rng = np.random.default_rng(seed)
-    return {"encoder_token_ids": rng.integers(5, len(VOCAB), (2, 7)).astype("int32"),
-            "encoder_padding_mask": np.array([[1] * 7, [1] * 4 + [0] * 3], "int32"),
-            "decoder_token_ids": rng.integers(5, len(VOCAB), (2, 5)).astype("int32"),
-            "decoder_padding_mask": np.array([[1] * 5, [1] * 4 + [0]], "int32")}
+    return {
+        "encoder_token_ids": rng.integers(5, len(VOCAB), (2, 7)).astype("int32"),
+        "encoder_padding_mask": np.array([[1] * 7, [1] * 4 + [0] * 3], "int32"),
+        "decoder_token_ids": rng.integers(5, len(VOCAB), (2, 5)).astype("int32"),
+        "decoder_padding_mask": np.array([[1] * 5, [1] * 4 + [0]], "int32"),
+    }
 
 
 def _causal_lm(sequence_length=8, **overrides):
-    preprocessor = SwitchCausalLMPreprocessor(SwitchTokenizer(VOCAB),
-                                              sequence_length=sequence_length)
+    preprocessor = SwitchCausalLMPreprocessor(
+        SwitchTokenizer(VOCAB), sequence_length=sequence_length
+    )
     lm = SwitchCausalLM(SwitchBackbone(**{**TINY, **overrides}), preprocessor=preprocessor)
     lm.compile(sampler="greedy")
     return lm
@@ -72,8 +95,9 @@ def _reference(case):
     """Stored `{"weights": {path: array}, "inputs": {...}, "logits", "losses", ...}` of
     `case` (see tests/data/NOTICE)."""
     with np.load(REFERENCE) as data:
-        entries = {key[len(case) + 1:]: data[key] for key in data.files
-                   if key.startswith(case + "/")}
+        entries = {
+            key[len(case) + 1 :]: data[key] for key in data.files if key.startswith(case + "/")
+        }
     reference = {"weights": {}, "inputs": {}}
     for key, value in entries.items():
         group, _, name = key.partition("/")
@@ -98,6 +122,7 @@ def _load_reference(model, reference):
 
 # keras-hub harness -----------------------------------------------------------------------
 
+
 class SwitchBackboneHarnessTest(HarnessTestCase):
     # `run_mixed_precision_check=False`: the harness requires every sublayer to compute
     # in the model's policy, but the MoE routers run in float32 by design (selective
@@ -106,16 +131,24 @@ class SwitchBackboneHarnessTest(HarnessTestCase):
 
     def test_decoder_only_backbone(self):
         self.run_backbone_test(
-            cls=SwitchBackbone, init_kwargs=dict(TINY), input_data=_lm_inputs(),
-            expected_output_shape=(2, 6, 16), run_mixed_precision_check=False)
+            cls=SwitchBackbone,
+            init_kwargs=dict(TINY),
+            input_data=_lm_inputs(),
+            expected_output_shape=(2, 6, 16),
+            run_mixed_precision_check=False,
+        )
 
     def test_encoder_decoder_backbone(self):
         self.run_backbone_test(
-            cls=SwitchSeq2SeqBackbone, init_kwargs=dict(TINY),
+            cls=SwitchSeq2SeqBackbone,
+            init_kwargs=dict(TINY),
             input_data=_seq2seq_inputs(),
-            expected_output_shape={"encoder_sequence_output": (2, 7, 16),
-                                   "decoder_sequence_output": (2, 5, 16)},
-            run_mixed_precision_check=False)
+            expected_output_shape={
+                "encoder_sequence_output": (2, 7, 16),
+                "decoder_sequence_output": (2, 5, 16),
+            },
+            run_mixed_precision_check=False,
+        )
 
 
 class SwitchCausalLMHarnessTest(HarnessTestCase):
@@ -125,7 +158,8 @@ class SwitchCausalLMHarnessTest(HarnessTestCase):
             cls=SwitchCausalLM,
             init_kwargs={"backbone": SwitchBackbone(**TINY), "preprocessor": preprocessor},
             train_data=(["the quick brown fox jumps", "a cat sat on the mat"],),
-            expected_output_shape=(2, 8, len(VOCAB)))
+            expected_output_shape=(2, 8, len(VOCAB)),
+        )
 
     def test_tokenizer_and_preprocessor_serialization(self):
         tokenizer = SwitchTokenizer(VOCAB)
@@ -149,14 +183,20 @@ def test_backbone_dtype_policies(policy):
             assert layer.compute_dtype == "float32"
         else:
             assert (layer.compute_dtype, layer.variable_dtype) == (
-                policy.compute_dtype, policy.variable_dtype), layer.name
+                policy.compute_dtype,
+                policy.variable_dtype,
+            ), layer.name
     assert len(routers) == TINY["num_layers"]
 
 
 # Tokenizer -------------------------------------------------------------------------------
 
-HARD_TEXT = ["Hello, World! Héllo naïve café", "The quick brown fox [SEP] jumps [MASK].",
-             "日本語 text\twith\ttabs", ""]
+HARD_TEXT = [
+    "Hello, World! Héllo naïve café",
+    "The quick brown fox [SEP] jumps [MASK].",
+    "日本語 text\twith\ttabs",
+    "",
+]
 
 
 def test_tokenizer_ids_are_wordpiece_ids():
@@ -170,7 +210,8 @@ def test_tokenizer_ids_are_wordpiece_ids():
     dataset = tf.data.Dataset.from_tensor_slices(HARD_TEXT).batch(4).map(tokenizer)
     assert dataset.get_single_element().to_list() == expected
     assert tokenizer.detokenize(expected) == [
-        t.decode() for t in reference.detokenize(tf.ragged.constant(expected)).numpy()]
+        t.decode() for t in reference.detokenize(tf.ragged.constant(expected)).numpy()
+    ]
     assert tokenizer.detokenize(expected[1]) == "the quick brown fox jumps [MASK] ."
 
 
@@ -180,7 +221,10 @@ def test_tokenizer_vocabulary_and_special_ids():
     assert tokenizer.get_vocabulary() == VOCAB
     assert tokenizer.id_to_token(6) == "quick" and tokenizer.token_to_id("quick") == 6
     assert (tokenizer.pad_token_id, tokenizer.end_token_id, tokenizer.start_token_id) == (
-        0, 3, None)
+        0,
+        3,
+        None,
+    )
     assert tokenizer.special_token_ids == [0, 3]
     with pytest.raises(ValueError, match="`id`"):
         tokenizer.id_to_token(len(VOCAB))
@@ -216,8 +260,14 @@ def test_causal_lm_preprocessor_matches_causal_lm_dataset():
     preprocessor = SwitchCausalLMPreprocessor(tokenizer, sequence_length=10)
     x, y, sample_weight = preprocessor(texts)
     pipeline = causal_lm_dataset(
-        tf.data.Dataset.from_tensor_slices(texts), tokenizer, sequence_length=10,
-        batch_size=2, packing=False, shuffle_buffer_size=0, cache=False)
+        tf.data.Dataset.from_tensor_slices(texts),
+        tokenizer,
+        sequence_length=10,
+        batch_size=2,
+        packing=False,
+        shuffle_buffer_size=0,
+        cache=False,
+    )
     features, labels, weights = pipeline.get_single_element()
     np.testing.assert_array_equal(x["token_ids"], features["token_ids"])
     np.testing.assert_array_equal(x["padding_mask"], features["padding_mask"])
@@ -226,6 +276,7 @@ def test_causal_lm_preprocessor_matches_causal_lm_dataset():
 
 
 # Backbone --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("tie_embeddings", [True, False])
 def test_decoder_only_logits_and_losses_match_stored_outputs(tie_embeddings):
@@ -250,20 +301,21 @@ def test_encoder_decoder_logits_match_stored_outputs():
     np.testing.assert_allclose(lm(reference["inputs"]), reference["logits"], atol=1e-5)
     lm(reference["inputs"], training=True)
     # One loss per sparse layer (encoder and decoder; collected in another layer order).
-    np.testing.assert_allclose(sorted(float(v) for v in lm.losses),
-                               sorted(reference["losses"]), rtol=1e-5)
+    np.testing.assert_allclose(
+        sorted(float(v) for v in lm.losses), sorted(reference["losses"]), rtol=1e-5
+    )
 
 
 def test_backbone_from_registry_preset_matches_the_counts():
-    overrides = dict(vocabulary_size=97, hidden_dim=32, num_heads=2, key_value_dim=8,
-                     intermediate_dim=32)
+    overrides = dict(
+        vocabulary_size=97, hidden_dim=32, num_heads=2, key_value_dim=8, intermediate_dim=32
+    )
     causal = SwitchBackbone.from_preset("glam_tiny_8", **overrides)
     assert causal.layout == "decoder_only" and causal.top_k == 2
     assert SwitchCausalLM(causal).count_params() == count_params("glam_tiny_8", **overrides)
     seq2seq = SwitchBackbone.from_preset("switch_tiny_8", **overrides)
     assert type(seq2seq) is SwitchSeq2SeqBackbone and seq2seq.layout == "encoder_decoder"
-    assert SwitchSeq2SeqLM(seq2seq).count_params() == count_params("switch_tiny_8",
-                                                                   **overrides)
+    assert SwitchSeq2SeqLM(seq2seq).count_params() == count_params("switch_tiny_8", **overrides)
 
 
 def test_backbone_argument_errors():
@@ -288,18 +340,20 @@ def test_fit_trains_with_aux_losses_and_logs_routing_metrics():
     lm.preprocessor = None
     inputs = _lm_inputs(batch=2, length=8)
     labels = np.roll(inputs["token_ids"], -1, axis=1)
-    lm.compile(optimizer=keras.optimizers.SGD(0.0),
-               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    lm.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     # Zero learning rate: the reported loss is the objective at the current weights.
     total = lm.train_on_batch(inputs, labels, return_dict=True)["loss"]
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
-        labels, lm(inputs, training=True))
+        labels, lm(inputs, training=True)
+    )
     aux = sum(float(v) for v in lm.losses)
     assert aux > 0
     np.testing.assert_allclose(total, float(cross_entropy) + aux, rtol=1e-5)
 
-    lm.compile(optimizer="adam",
-               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    lm.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     router = lm.backbone.decoder.blocks[0].feed_forward.router
     before = router.get_weights()[0].copy()
     history = lm.fit(inputs, labels, epochs=1, verbose=0).history
@@ -311,6 +365,7 @@ def test_fit_trains_with_aux_losses_and_logs_routing_metrics():
 
 
 # Causal LM generation --------------------------------------------------------------------
+
 
 def _greedy_full_forward(lm, prompt, max_length):
     """Reference: one full forward pass per new token, no cache, one row at a time."""
@@ -330,8 +385,8 @@ def test_cached_generation_equals_full_forward_greedy():
     token_ids = np.zeros((2, max_length), "int32")
     mask = np.zeros((2, max_length), bool)
     for row, prompt in enumerate(prompts):
-        token_ids[row, :len(prompt)] = prompt
-        mask[row, :len(prompt)] = True
+        token_ids[row, : len(prompt)] = prompt
+        mask[row, : len(prompt)] = True
     output = lm.generate({"token_ids": token_ids, "padding_mask": mask}, stop_token_ids=None)
     for row, prompt in enumerate(prompts):
         assert output["token_ids"][row].tolist() == _greedy_full_forward(lm, prompt, max_length)
@@ -349,8 +404,8 @@ def test_generate_text_in_text_out():
     prompt = lm.preprocessor.tokenizer(["the quick"])[0]
     expected = _greedy_full_forward(lm, prompt, 8)
     end = lm.preprocessor.tokenizer.end_token_id
-    if end in expected[len(prompt):]:
-        expected = expected[:expected.index(end, len(prompt))]
+    if end in expected[len(prompt) :]:
+        expected = expected[: expected.index(end, len(prompt))]
     assert single == lm.preprocessor.tokenizer.detokenize(expected)
     # Token ids still work with a preprocessor attached: padded to max_length, text out.
     from_ids = lm.generate({"token_ids": np.array([prompt], "int32")}, max_length=8)
@@ -359,19 +414,28 @@ def test_generate_text_in_text_out():
 
 # Presets ---------------------------------------------------------------------------------
 
+
 def test_preset_directory_round_trip(tmp_path):
     lm = _causal_lm()
     preset = str(tmp_path / "tiny_lm")
     lm.save_to_preset(preset)
-    assert {"config.json", "model.weights.h5", "metadata.json", "task.json",
-            "preprocessor.json", "tokenizer.json"} <= set(os.listdir(preset))
+    assert {
+        "config.json",
+        "model.weights.h5",
+        "metadata.json",
+        "task.json",
+        "preprocessor.json",
+        "tokenizer.json",
+    } <= set(os.listdir(preset))
     with open(os.path.join(preset, "assets", "tokenizer", "vocabulary.txt")) as file:
         assert file.read().splitlines() == VOCAB
 
     prompts = ["the quick", "a cat sat on"]
     expected_text = lm.generate(prompts, max_length=8)
-    for loaded in (SwitchCausalLM.from_preset(preset),
-                   keras_hub.models.CausalLM.from_preset(preset)):
+    for loaded in (
+        SwitchCausalLM.from_preset(preset),
+        keras_hub.models.CausalLM.from_preset(preset),
+    ):
         assert type(loaded) is SwitchCausalLM
         assert isinstance(loaded.preprocessor, SwitchCausalLMPreprocessor)
         for a, b in zip(lm.get_weights(), loaded.get_weights()):
@@ -382,8 +446,10 @@ def test_preset_directory_round_trip(tmp_path):
     backbone = keras_hub.models.Backbone.from_preset(preset)
     assert type(backbone) is SwitchBackbone and backbone.get_config() == lm.backbone.get_config()
     random_backbone = SwitchBackbone.from_preset(preset, load_weights=False)
-    assert not np.array_equal(random_backbone.token_embedding.get_weights()[0],
-                              lm.backbone.token_embedding.get_weights()[0])
+    assert not np.array_equal(
+        random_backbone.token_embedding.get_weights()[0],
+        lm.backbone.token_embedding.get_weights()[0],
+    )
     tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
     assert type(tokenizer) is SwitchTokenizer and tokenizer.get_vocabulary() == VOCAB
 
@@ -396,10 +462,8 @@ def test_preset_directory_round_trip(tmp_path):
 
 
 def test_causal_lm_from_registry_preset():
-    overrides = dict(hidden_dim=16, num_heads=2, key_value_dim=8, intermediate_dim=16,
-                     num_layers=2)
-    lm = SwitchCausalLM.from_preset("glam_tiny_8", vocabulary=VOCAB, sequence_length=6,
-                                    **overrides)
+    overrides = dict(hidden_dim=16, num_heads=2, key_value_dim=8, intermediate_dim=16, num_layers=2)
+    lm = SwitchCausalLM.from_preset("glam_tiny_8", vocabulary=VOCAB, sequence_length=6, **overrides)
     assert lm.backbone.vocabulary_size == len(VOCAB)
     assert lm.backbone.num_experts == 8 and lm.preprocessor.sequence_length == 6
     assert lm.predict(["the fox"], verbose=0).shape == (1, 6, len(VOCAB))
@@ -415,27 +479,36 @@ def test_causal_lm_from_registry_preset():
 
 # Text classifier -------------------------------------------------------------------------
 
+
 def _classifier(**kwargs):
     preprocessor = SwitchTextClassifierPreprocessor(SwitchTokenizer(VOCAB), sequence_length=8)
-    return SwitchTextClassifier(SwitchBackbone(**TINY, layout="encoder_only"),
-                                preprocessor=preprocessor, **kwargs)
+    return SwitchTextClassifier(
+        SwitchBackbone(**TINY, layout="encoder_only"), preprocessor=preprocessor, **kwargs
+    )
 
 
 class SwitchTextClassifierHarnessTest(HarnessTestCase):
     def test_encoder_only_backbone(self):
         self.run_backbone_test(
-            cls=SwitchBackbone, init_kwargs=dict(TINY, layout="encoder_only"),
-            input_data=_lm_inputs(), expected_output_shape=(2, 6, 16),
-            run_mixed_precision_check=False)
+            cls=SwitchBackbone,
+            init_kwargs=dict(TINY, layout="encoder_only"),
+            input_data=_lm_inputs(),
+            expected_output_shape=(2, 6, 16),
+            run_mixed_precision_check=False,
+        )
 
     def test_text_classifier_task(self):
         preprocessor = SwitchTextClassifierPreprocessor(SwitchTokenizer(VOCAB), sequence_length=8)
         self.run_task_test(
             cls=SwitchTextClassifier,
-            init_kwargs={"backbone": SwitchBackbone(**TINY, layout="encoder_only"),
-                         "num_classes": 3, "preprocessor": preprocessor},
+            init_kwargs={
+                "backbone": SwitchBackbone(**TINY, layout="encoder_only"),
+                "num_classes": 3,
+                "preprocessor": preprocessor,
+            },
             train_data=(["the quick brown fox jumps", "a cat sat on the mat"], [0, 2]),
-            expected_output_shape=(2, 3))
+            expected_output_shape=(2, 3),
+        )
 
 
 def test_text_classifier_preprocessor_matches_classification_pipeline():
@@ -446,8 +519,13 @@ def test_text_classifier_preprocessor_matches_classification_pipeline():
     preprocessor = SwitchTextClassifierPreprocessor(tokenizer, sequence_length=8)
     x, y = preprocessor(texts, [1, 0])
     pipeline = classification_dataset(
-        tf.data.Dataset.from_tensor_slices((texts, [1, 0])), tokenizer, sequence_length=8,
-        batch_size=2, shuffle_buffer_size=0, cache=False)
+        tf.data.Dataset.from_tensor_slices((texts, [1, 0])),
+        tokenizer,
+        sequence_length=8,
+        batch_size=2,
+        shuffle_buffer_size=0,
+        cache=False,
+    )
     features, labels = pipeline.get_single_element()
     np.testing.assert_array_equal(x["token_ids"], features["token_ids"])
     np.testing.assert_array_equal(x["padding_mask"], features["padding_mask"])
@@ -457,8 +535,9 @@ def test_text_classifier_preprocessor_matches_classification_pipeline():
 
 @pytest.mark.parametrize("pooling", ["mean", "first"])
 def test_text_classifier_logits_match_stored_outputs(pooling):
-    classifier = SwitchTextClassifier(SwitchBackbone(**TINY, layout="encoder_only"),
-                                      num_classes=3, pooling=pooling)
+    classifier = SwitchTextClassifier(
+        SwitchBackbone(**TINY, layout="encoder_only"), num_classes=3, pooling=pooling
+    )
     reference = _reference(f"classifier_{pooling}")
     _load_reference(classifier, reference)
     logits = classifier(reference["inputs"])
@@ -472,12 +551,15 @@ def test_text_classifier_preset_keeps_label_names(tmp_path):
     preset = str(tmp_path / "classifier")
     classifier.save_to_preset(preset)
     texts = ["the quick brown fox", "a cat sat"]
-    for loaded in (SwitchTextClassifier.from_preset(preset),
-                   keras_hub.models.TextClassifier.from_preset(preset)):
+    for loaded in (
+        SwitchTextClassifier.from_preset(preset),
+        keras_hub.models.TextClassifier.from_preset(preset),
+    ):
         assert type(loaded) is SwitchTextClassifier
         assert loaded.label_names == ["noun", "verb", "adj"]
-        np.testing.assert_allclose(loaded.predict(texts, verbose=0),
-                                   classifier.predict(texts, verbose=0), atol=1e-6)
+        np.testing.assert_allclose(
+            loaded.predict(texts, verbose=0), classifier.predict(texts, verbose=0), atol=1e-6
+        )
     # A new `num_classes` starts a new head on the saved backbone (keras-hub rule).
     fresh = SwitchTextClassifier.from_preset(preset, num_classes=5)
     assert fresh.num_classes == 5 and fresh.label_names is None
@@ -486,11 +568,10 @@ def test_text_classifier_preset_keeps_label_names(tmp_path):
 
 
 def test_text_classifier_from_registry_preset():
-    overrides = dict(hidden_dim=16, num_heads=2, key_value_dim=8, intermediate_dim=16,
-                     num_layers=2)
+    overrides = dict(hidden_dim=16, num_heads=2, key_value_dim=8, intermediate_dim=16, num_layers=2)
     classifier = SwitchTextClassifier.from_preset(
-        "switch_tiny_8", label_names=["a", "b"], vocabulary=VOCAB, sequence_length=6,
-        **overrides)
+        "switch_tiny_8", label_names=["a", "b"], vocabulary=VOCAB, sequence_length=6, **overrides
+    )
     assert classifier.num_classes == 2 and classifier.backbone.layout == "encoder_only"
     assert classifier.backbone.vocabulary_size == len(VOCAB)
     assert classifier.predict(["the fox"], verbose=0).shape == (1, 2)
@@ -505,11 +586,14 @@ def test_text_classifier_from_registry_preset():
 # One encoder and one decoder layer (both sparse): the harness test stays well under 30 s.
 SEQ2SEQ_TINY = dict(TINY, num_layers=1)
 
+
 def _seq2seq_lm(**overrides):
     preprocessor = SwitchSeq2SeqLMPreprocessor(
-        SwitchTokenizer(VOCAB), encoder_sequence_length=8, decoder_sequence_length=6)
-    lm = SwitchSeq2SeqLM(SwitchSeq2SeqBackbone(**{**SEQ2SEQ_TINY, **overrides}),
-                         preprocessor=preprocessor)
+        SwitchTokenizer(VOCAB), encoder_sequence_length=8, decoder_sequence_length=6
+    )
+    lm = SwitchSeq2SeqLM(
+        SwitchSeq2SeqBackbone(**{**SEQ2SEQ_TINY, **overrides}), preprocessor=preprocessor
+    )
     lm.compile(sampler="greedy")
     return lm
 
@@ -517,25 +601,36 @@ def _seq2seq_lm(**overrides):
 class SwitchSeq2SeqLMHarnessTest(HarnessTestCase):
     def test_seq2seq_lm_task(self):
         preprocessor = SwitchSeq2SeqLMPreprocessor(
-            SwitchTokenizer(VOCAB), encoder_sequence_length=8, decoder_sequence_length=6)
+            SwitchTokenizer(VOCAB), encoder_sequence_length=8, decoder_sequence_length=6
+        )
         self.run_task_test(
             cls=SwitchSeq2SeqLM,
-            init_kwargs={"backbone": SwitchSeq2SeqBackbone(**SEQ2SEQ_TINY),
-                         "preprocessor": preprocessor},
-            train_data=({"encoder_text": ["the quick brown fox", "a cat sat on the mat"],
-                         "decoder_text": ["jumps over", "and the dog"]},),
-            expected_output_shape=(2, 6, len(VOCAB)))
+            init_kwargs={
+                "backbone": SwitchSeq2SeqBackbone(**SEQ2SEQ_TINY),
+                "preprocessor": preprocessor,
+            },
+            train_data=(
+                {
+                    "encoder_text": ["the quick brown fox", "a cat sat on the mat"],
+                    "decoder_text": ["jumps over", "and the dog"],
+                },
+            ),
+            expected_output_shape=(2, 6, len(VOCAB)),
+        )
 
 
 def test_seq2seq_preprocessor_layout():
     preprocessor = SwitchSeq2SeqLMPreprocessor(
-        SwitchTokenizer(VOCAB), encoder_sequence_length=5, decoder_sequence_length=5)
-    x, y, sample_weight = preprocessor({"encoder_text": ["the quick fox"],
-                                        "decoder_text": ["a cat"]})
+        SwitchTokenizer(VOCAB), encoder_sequence_length=5, decoder_sequence_length=5
+    )
+    x, y, sample_weight = preprocessor(
+        {"encoder_text": ["the quick fox"], "decoder_text": ["a cat"]}
+    )
     ids = {t: VOCAB.index(t) for t in VOCAB}
     end = ids["[SEP]"]
-    np.testing.assert_array_equal(x["encoder_token_ids"][0],
-                                  [ids["the"], ids["quick"], ids["fox"], end, 0])
+    np.testing.assert_array_equal(
+        x["encoder_token_ids"][0], [ids["the"], ids["quick"], ids["fox"], end, 0]
+    )
     np.testing.assert_array_equal(x["decoder_token_ids"][0], [0, ids["a"], ids["cat"], end, 0])
     np.testing.assert_array_equal(y[0], [ids["a"], ids["cat"], end, 0, 0])
     np.testing.assert_array_equal(sample_weight[0], [1, 1, 1, 0, 0])
@@ -556,16 +651,19 @@ def test_seq2seq_lm_matches_stored_outputs_and_generation():
     prompt_mask = np.zeros((2, max_length), bool)
     prompt_mask[:, 0] = True
     lm.preprocessor = None
-    output = lm.generate({**source, "decoder_token_ids": prompt,
-                          "decoder_padding_mask": prompt_mask}, stop_token_ids=None)
+    output = lm.generate(
+        {**source, "decoder_token_ids": prompt, "decoder_padding_mask": prompt_mask},
+        stop_token_ids=None,
+    )
     np.testing.assert_array_equal(output["decoder_token_ids"], reference["generated"])
     for row in range(2):
         tokens = [0]
-        row_source = {k: v[row:row + 1] for k, v in source.items()}
+        row_source = {k: v[row : row + 1] for k, v in source.items()}
         while len(tokens) < max_length:
             ids = np.array([tokens], "int32")
-            logits = lm({**row_source, "decoder_token_ids": ids,
-                         "decoder_padding_mask": np.ones_like(ids)})
+            logits = lm(
+                {**row_source, "decoder_token_ids": ids, "decoder_padding_mask": np.ones_like(ids)}
+            )
             tokens.append(int(np.argmax(logits[0, -1])))
         assert output["decoder_token_ids"][row].tolist() == tokens
 
@@ -578,9 +676,11 @@ def test_seq2seq_generate_text_and_preset_round_trip(tmp_path):
 
     preset = str(tmp_path / "seq2seq")
     lm.save_to_preset(preset)
-    for loaded in (SwitchSeq2SeqLM.from_preset(preset),
-                   keras_hub.models.Seq2SeqLM.from_preset(preset),
-                   keras_hub.models.CausalLM.from_preset(preset)):
+    for loaded in (
+        SwitchSeq2SeqLM.from_preset(preset),
+        keras_hub.models.Seq2SeqLM.from_preset(preset),
+        keras_hub.models.CausalLM.from_preset(preset),
+    ):
         assert type(loaded) is SwitchSeq2SeqLM
         for a, b in zip(lm.get_weights(), loaded.get_weights()):
             np.testing.assert_array_equal(a, b)
@@ -592,18 +692,28 @@ def test_seq2seq_generate_text_and_preset_round_trip(tmp_path):
 
 
 def test_seq2seq_lm_from_registry_preset_and_errors():
-    overrides = dict(hidden_dim=16, num_heads=2, key_value_dim=8, intermediate_dim=16,
-                     num_layers=2, num_decoder_layers=1)
-    lm = SwitchSeq2SeqLM.from_preset("switch_tiny_8", vocabulary=VOCAB,
-                                     decoder_sequence_length=4, **overrides)
+    overrides = dict(
+        hidden_dim=16,
+        num_heads=2,
+        key_value_dim=8,
+        intermediate_dim=16,
+        num_layers=2,
+        num_decoder_layers=1,
+    )
+    lm = SwitchSeq2SeqLM.from_preset(
+        "switch_tiny_8", vocabulary=VOCAB, decoder_sequence_length=4, **overrides
+    )
     assert lm.backbone.num_decoder_layers == 1 and lm.backbone.num_experts == 8
     assert lm.backbone.vocabulary_size == len(VOCAB)
     with pytest.raises(ValueError, match="seq2seq"):
         SwitchSeq2SeqLM.from_preset("glam_tiny_8")
-    with pytest.raises(ValueError, match="`decoder_sequence_length` and `encoder_sequence_length` "
-                                         "need `vocabulary`"):
-        SwitchSeq2SeqLM.from_preset("switch_tiny_8", encoder_sequence_length=4,
-                                    decoder_sequence_length=4)
+    with pytest.raises(
+        ValueError,
+        match="`decoder_sequence_length` and `encoder_sequence_length` need `vocabulary`",
+    ):
+        SwitchSeq2SeqLM.from_preset(
+            "switch_tiny_8", encoder_sequence_length=4, decoder_sequence_length=4
+        )
     with pytest.raises(ValueError, match="SwitchSeq2SeqBackbone"):
         SwitchSeq2SeqLM(SwitchBackbone(**TINY, layout="encoder_decoder"))
     with pytest.raises(ValueError, match="`layout`"):

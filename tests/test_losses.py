@@ -51,8 +51,10 @@ def test_padding_tokens_are_excluded():
     assert float(masked) == pytest.approx(float(unpadded), rel=1e-6)
     # A group made only of padding neither counts nor produces NaN.
     all_pad = load_balancing_loss(
-        np.concatenate([probs, probs]), np.concatenate([indices, indices]),
-        padding_mask=np.array([[1, 1, 0], [0, 0, 0]]))
+        np.concatenate([probs, probs]),
+        np.concatenate([indices, indices]),
+        padding_mask=np.array([[1, 1, 0], [0, 0, 0]]),
+    )
     assert float(all_pad) == pytest.approx(float(unpadded), rel=1e-6)
 
 

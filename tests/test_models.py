@@ -10,33 +10,46 @@ import pytest
 
 import tfmoe.models as models
 from tfmoe.layers import DenseFeedForward, SwitchFeedForward, Top2FeedForward
-from tfmoe.models import (SwitchCausalLM, SwitchClassifier, SwitchDecoderLM, SwitchSeq2SeqLM,
-                          SwitchTextClassifier, SwitchTransformer)
+from tfmoe.models import (
+    SwitchCausalLM,
+    SwitchClassifier,
+    SwitchDecoderLM,
+    SwitchSeq2SeqLM,
+    SwitchTextClassifier,
+    SwitchTransformer,
+)
 
 VOCAB = 97
 # Tiny shapes on top of the tiny presets, with a capacity large enough that no token is
 # ever dropped (so cache / no-cache and perturbation comparisons are exact).
-SMALL = dict(vocabulary_size=VOCAB, hidden_dim=32, num_heads=2, key_value_dim=8,
-             intermediate_dim=32, eval_capacity_factor=64.0)
+SMALL = dict(
+    vocabulary_size=VOCAB,
+    hidden_dim=32,
+    num_heads=2,
+    key_value_dim=8,
+    intermediate_dim=32,
+    eval_capacity_factor=64.0,
+)
 
 
 def _seq2seq_inputs(seed=0, batch=2, source=7, target=5):
     rng = np.random.default_rng(seed)
     return {
         "encoder_token_ids": rng.integers(2, VOCAB, (batch, source)).astype("int32"),
-        "encoder_padding_mask": np.array([[1] * source, [1] * (source - 3) + [0] * 3],
-                                         bool)[:batch],
+        "encoder_padding_mask": np.array([[1] * source, [1] * (source - 3) + [0] * 3], bool)[
+            :batch
+        ],
         "decoder_token_ids": rng.integers(2, VOCAB, (batch, target)).astype("int32"),
-        "decoder_padding_mask": np.array([[1] * target, [1] * (target - 1) + [0]],
-                                         bool)[:batch],
+        "decoder_padding_mask": np.array([[1] * target, [1] * (target - 1) + [0]], bool)[:batch],
     }
 
 
 def _lm_inputs(seed=0, batch=2, length=6):
     rng = np.random.default_rng(seed)
-    return {"token_ids": rng.integers(2, VOCAB, (batch, length)).astype("int32"),
-            "padding_mask": np.array([[1] * length, [1] * (length - 2) + [0] * 2],
-                                     bool)[:batch]}
+    return {
+        "token_ids": rng.integers(2, VOCAB, (batch, length)).astype("int32"),
+        "padding_mask": np.array([[1] * length, [1] * (length - 2) + [0] * 2], bool)[:batch],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +63,7 @@ def glam():
 
 
 # Shapes, masks, causality --------------------------------------------------------------
+
 
 def test_seq2seq_shapes_and_aux_losses(seq2seq):
     inputs = _seq2seq_inputs()
@@ -93,20 +107,27 @@ def test_decoder_lm_cannot_see_the_future(preset):
 def test_decoder_lm_training_is_causal_when_tokens_are_dropped(preset, dispatch):
     """training=True, capacity factor 0.5 (tokens dropped), 4 rows in one routing group:
     changing positions >= t never changes the logits before t (top-1 and top-2)."""
-    lm = SwitchDecoderLM.from_preset(preset, **dict(SMALL, capacity_factor=0.5),
-                                     min_capacity=1, dispatch=dispatch)
-    inputs = {"token_ids": np.random.default_rng(3).integers(2, VOCAB, (4, 12)).astype("int32"),
-              "padding_mask": np.ones((4, 12), bool)}
+    lm = SwitchDecoderLM.from_preset(
+        preset, **dict(SMALL, capacity_factor=0.5), min_capacity=1, dispatch=dispatch
+    )
+    inputs = {
+        "token_ids": np.random.default_rng(3).integers(2, VOCAB, (4, 12)).astype("int32"),
+        "padding_mask": np.ones((4, 12), bool),
+    }
     logits = np.asarray(lm(inputs, training=True))
-    dropped = [float(layer.routing_stats["dropped_fraction"])
-               for layer in (lm.backbone.decoder.blocks[i].feed_forward
-                             for i in lm.backbone.decoder.sparse_layers)]
+    dropped = [
+        float(layer.routing_stats["dropped_fraction"])
+        for layer in (
+            lm.backbone.decoder.blocks[i].feed_forward for i in lm.backbone.decoder.sparse_layers
+        )
+    ]
     assert max(dropped) > 0.1
     for t in range(1, 12, 2):
         changed = dict(inputs, token_ids=inputs["token_ids"].copy())
         changed["token_ids"][:, t:] = (changed["token_ids"][:, t:] + 7) % VOCAB
-        np.testing.assert_allclose(np.asarray(lm(changed, training=True))[:, :t], logits[:, :t],
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(lm(changed, training=True))[:, :t], logits[:, :t], atol=1e-5
+        )
 
 
 def test_decoder_lm_refuses_a_non_causal_routing_priority():
@@ -127,10 +148,11 @@ def test_scoring_equals_cached_generation_when_nothing_is_dropped(preset):
     sparse = [decoder.blocks[i].feed_forward for i in decoder.sparse_layers]
     assert all(float(layer.routing_stats["dropped_fraction"]) == 0 for layer in sparse)
     backbone = lm.backbone
-    cache = np.zeros((3, backbone.num_layers, 2, 10, backbone.num_heads,
-                      backbone.key_value_dim), "float32")
+    cache = np.zeros(
+        (3, backbone.num_layers, 2, 10, backbone.num_heads, backbone.key_value_dim), "float32"
+    )
     for t in range(10):
-        step_logits, _, cache = lm.call_with_cache(ids[:, t:t + 1], cache, t)
+        step_logits, _, cache = lm.call_with_cache(ids[:, t : t + 1], cache, t)
         assert all(float(layer.routing_stats["dropped_fraction"]) == 0 for layer in sparse)
         np.testing.assert_allclose(np.asarray(step_logits)[:, 0], scored[:, t], atol=1e-4)
 
@@ -158,9 +180,11 @@ def test_mixed_bfloat16_forward():
 @pytest.mark.parametrize("run_eagerly", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_training_steps_reduce_loss(run_eagerly):
     model = SwitchDecoderLM.from_preset("switch_lm_tiny_8", **SMALL)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  run_eagerly=run_eagerly)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=run_eagerly,
+    )
     x = _lm_inputs(batch=2)
     y = np.roll(x["token_ids"], -1, axis=1)
     first = model.train_on_batch(x, y, return_dict=True)["loss"]
@@ -171,10 +195,12 @@ def test_training_steps_reduce_loss(run_eagerly):
 
 @pytest.mark.parametrize("routing_metrics", [True, False])
 def test_routing_metrics_option_reaches_the_logs(routing_metrics):
-    model = SwitchDecoderLM.from_preset("switch_lm_tiny_8", routing_metrics=routing_metrics,
-                                        **SMALL)
-    model.compile(optimizer="sgd",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = SwitchDecoderLM.from_preset(
+        "switch_lm_tiny_8", routing_metrics=routing_metrics, **SMALL
+    )
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x = _lm_inputs(batch=2)
     logs = model.train_on_batch(x, np.roll(x["token_ids"], -1, axis=1), return_dict=True)
     routing_keys = [key for key in logs if key.endswith("/dropped_fraction")]
@@ -189,9 +215,11 @@ def test_routing_metrics_option_reaches_the_logs(routing_metrics):
 
 # Sparse layer placement ----------------------------------------------------------------
 
+
 def test_sparse_layers_follow_sparse_step():
     model = SwitchTransformer.from_preset(
-        "switch_tiny_8", num_layers=4, num_decoder_layers=3, decoder_sparse_step=1, **SMALL)
+        "switch_tiny_8", num_layers=4, num_decoder_layers=3, decoder_sparse_step=1, **SMALL
+    )
     assert model.backbone.encoder.sparse_layers == [1, 3]
     assert model.backbone.decoder.sparse_layers == [0, 1, 2]
     kinds = [type(b.feed_forward) for b in model.backbone.encoder.blocks]
@@ -207,14 +235,18 @@ def test_weight_paths_are_layer_paths_and_metrics_are_named_by_the_stack():
     model = SwitchTransformer.from_preset("switch_tiny_8", **SMALL)
     paths = {w.path for w in model.weights}
     for stack in ("encoder", "decoder"):
-        assert {f"{stack}/block_0/feed_forward/wi", f"{stack}/block_1/feed_forward/router/kernel",
-                f"{stack}/block_1/feed_forward/experts/wi"} <= paths
+        assert {
+            f"{stack}/block_0/feed_forward/wi",
+            f"{stack}/block_1/feed_forward/router/kernel",
+            f"{stack}/block_1/feed_forward/experts/wi",
+        } <= paths
     assert not [p for p in paths if "_feed_forward" in p]
     names = {m.name for m in model.metrics}
     assert {"encoder_block_1_feed_forward", "decoder_block_1_feed_forward"} <= names
 
 
 # Generation -----------------------------------------------------------------------------
+
 
 def _padded(token_ids, padding_mask, max_length, pad_token_id=0):
     """Right-pads a prompt to `max_length` (mask false: positions to generate)."""
@@ -230,15 +262,15 @@ def _lm_prompt(prompt, max_length):
 
 def _seq2seq_prompt(inputs, max_length, start=0):
     batch = inputs["encoder_token_ids"].shape[0]
-    ids, mask = _padded(np.full((batch, 1), start, "int32"), np.ones((batch, 1), bool),
-                        max_length)
+    ids, mask = _padded(np.full((batch, 1), start, "int32"), np.ones((batch, 1), bool), max_length)
     return dict(inputs, decoder_token_ids=ids, decoder_padding_mask=mask)
 
 
 def _greedy_lm_reference(lm, prompt, max_length):
     """Greedy continuation by one full forward pass per new token (no cache)."""
-    ids, mask = (np.array(x) for x in _padded(prompt["token_ids"], prompt["padding_mask"],
-                                                max_length))
+    ids, mask = (
+        np.array(x) for x in _padded(prompt["token_ids"], prompt["padding_mask"], max_length)
+    )
     start = int(mask.sum(axis=1).min())
     for t in range(start, max_length):
         logits = np.asarray(lm({"token_ids": ids, "padding_mask": mask}))
@@ -250,8 +282,15 @@ def _greedy_lm_reference(lm, prompt, max_length):
 def _greedy_seq2seq_reference(model, inputs, max_length):
     decoder_ids = np.zeros((inputs["encoder_token_ids"].shape[0], max_length), "int32")
     for t in range(1, max_length):
-        logits = np.asarray(model(dict(inputs, decoder_token_ids=decoder_ids[:, :t],
-                                       decoder_padding_mask=np.ones_like(decoder_ids[:, :t]))))
+        logits = np.asarray(
+            model(
+                dict(
+                    inputs,
+                    decoder_token_ids=decoder_ids[:, :t],
+                    decoder_padding_mask=np.ones_like(decoder_ids[:, :t]),
+                )
+            )
+        )
         decoder_ids[:, t] = logits[:, -1].argmax(-1)
     return decoder_ids
 
@@ -307,6 +346,7 @@ def test_zoo_names_are_the_keras_hub_tasks():
 
 # Saving ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["seq2seq", "lm", "classifier"])
 def test_keras_round_trip_reproduces_outputs(kind, tmp_path):
     if kind == "seq2seq":
@@ -329,12 +369,24 @@ def test_keras_round_trip_reproduces_outputs(kind, tmp_path):
 
 # Presets and parameter counts ------------------------------------------------------------
 
+
 def test_list_presets_has_the_contract_names():
     names = models.list_presets()
-    for name in ["t5_base", "switch_base_8", "switch_base_16", "switch_base_32",
-                 "switch_base_64", "switch_base_128", "switch_base_256", "switch_large_128",
-                 "switch_xxl_128", "switch_c_2048", "switch_tiny_8", "dense_tiny",
-                 "glam_tiny_8"]:
+    for name in [
+        "t5_base",
+        "switch_base_8",
+        "switch_base_16",
+        "switch_base_32",
+        "switch_base_64",
+        "switch_base_128",
+        "switch_base_256",
+        "switch_large_128",
+        "switch_xxl_128",
+        "switch_c_2048",
+        "switch_tiny_8",
+        "dense_tiny",
+        "glam_tiny_8",
+    ]:
         assert name in names
     assert any(name.startswith("glam_") and "tiny" not in name for name in names)
 
@@ -363,24 +415,42 @@ def test_count_params_matches_seq2seq_and_classifier(preset):
     model = SwitchTransformer.from_preset(preset)
     assert models.count_params(preset) == model.count_params()
     clf = SwitchClassifier.from_preset(preset, 5, tie_embeddings=False)  # positional
-    assert models.count_params(preset, task="classifier", num_classes=5,
-                               tie_embeddings=False) == clf.count_params()
+    assert (
+        models.count_params(preset, task="classifier", num_classes=5, tie_embeddings=False)
+        == clf.count_params()
+    )
 
 
-@pytest.mark.parametrize("preset", ["glam_tiny_8", "switch_lm_tiny_8", "dense_lm_tiny",
-                                    "dense_lm_small", "switch_lm_small_16", "glam_lm_small_8"])
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "glam_tiny_8",
+        "switch_lm_tiny_8",
+        "dense_lm_tiny",
+        "dense_lm_small",
+        "switch_lm_small_16",
+        "glam_lm_small_8",
+    ],
+)
 def test_count_params_matches_decoder_lm(preset):
     assert models.count_params(preset) == SwitchDecoderLM.from_preset(preset).count_params()
 
 
 # The big presets' structure (untied output, GEGLU, d_kv != d/h, every layer sparse, top-2)
 # on shrunk dimensions.
-SHRUNK = dict(vocabulary_size=50, hidden_dim=24, num_heads=3, key_value_dim=5,
-              intermediate_dim=16, num_experts=4)
+SHRUNK = dict(
+    vocabulary_size=50,
+    hidden_dim=24,
+    num_heads=3,
+    key_value_dim=5,
+    intermediate_dim=16,
+    num_experts=4,
+)
 
 
-@pytest.mark.parametrize("preset", ["switch_xxl_128", "switch_c_2048", "t5_base",
-                                    "switch_large_128"])
+@pytest.mark.parametrize(
+    "preset", ["switch_xxl_128", "switch_c_2048", "t5_base", "switch_large_128"]
+)
 def test_count_params_structure_of_big_seq2seq_presets(preset):
     shrunk = dict(SHRUNK, num_layers=3, num_decoder_layers=2)
     model = SwitchTransformer.from_preset(preset, **shrunk)
@@ -400,8 +470,7 @@ def test_count_params_matches_switch_paper_table_9():
     assert models.count_params("t5_base") == 222_903_552  # Hugging Face t5-base
     # Top-1 models use one expert per token: same active size as the dense baseline
     # plus the routers and one expert instead of a dense FFN.
-    assert models.count_active_params("switch_base_128") < 1.01 * models.count_params(
-        "t5_base")
+    assert models.count_active_params("switch_base_128") < 1.01 * models.count_params("t5_base")
 
 
 @pytest.mark.slow

@@ -23,20 +23,23 @@ def hf_state_dict(model):
         sd["lm_head.weight"] = np.asarray(model.token_embedding.reverse_embeddings).T
     for s, stack in (("encoder", model.encoder), ("decoder", model.decoder)):
         sd[f"{s}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
-            stack.relative_position_bias.embeddings)
+            stack.relative_position_bias.embeddings
+        )
         sd[f"{s}.final_layer_norm.weight"] = stack.final_layer_norm.scale
         for i, block in enumerate(stack.blocks):
             p = f"{s}.block.{i}.layer"
             sd[f"{p}.0.layer_norm.weight"] = block.self_attention_layer_norm.scale
             for w in "qkvo":
                 sd[f"{p}.0.SelfAttention.{w}.weight"] = np.asarray(
-                    getattr(block.self_attention, w)).T
+                    getattr(block.self_attention, w)
+                ).T
             f = 1
             if s == "decoder":
                 sd[f"{p}.1.layer_norm.weight"] = block.cross_attention_layer_norm.scale
                 for w in "qkvo":
                     sd[f"{p}.1.EncDecAttention.{w}.weight"] = np.asarray(
-                        getattr(block.cross_attention, w)).T
+                        getattr(block.cross_attention, w)
+                    ).T
                 f = 2
             sd[f"{p}.{f}.layer_norm.weight"] = block.feed_forward_layer_norm.scale
             ff = block.feed_forward
@@ -61,15 +64,17 @@ def _bucket(rel, bidirectional, num_buckets=32, max_distance=128):
         rel = -np.minimum(rel, 0)
     max_exact = num_buckets // 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        large = max_exact + (np.log(rel.astype(np.float32) / max_exact)
-                             / np.float32(math.log(max_distance / max_exact))
-                             * (num_buckets - max_exact)).astype(np.int64)
+        large = max_exact + (
+            np.log(rel.astype(np.float32) / max_exact)
+            / np.float32(math.log(max_distance / max_exact))
+            * (num_buckets - max_exact)
+        ).astype(np.int64)
     large = np.minimum(large, num_buckets - 1)
     return out + np.where(rel < max_exact, rel, large)
 
 
 def _norm(x, w):
-    return w * (x / np.sqrt(np.mean(x ** 2, -1, keepdims=True) + 1e-6))
+    return w * (x / np.sqrt(np.mean(x**2, -1, keepdims=True) + 1e-6))
 
 
 def _softmax(x):
@@ -116,11 +121,19 @@ def _stack(sd, s, x, mask, heads, d_kv, sparse_layers, num_layers, enc=None, enc
         x = x + _attention(h, h, sd, f"{p}.0.SelfAttention", heads, d_kv, bias)
         f = 1
         if s == "decoder":
-            x = x + _attention(_norm(x, sd[f"{p}.1.layer_norm.weight"]), enc, sd,
-                               f"{p}.1.EncDecAttention", heads, d_kv, cross_bias)
+            x = x + _attention(
+                _norm(x, sd[f"{p}.1.layer_norm.weight"]),
+                enc,
+                sd,
+                f"{p}.1.EncDecAttention",
+                heads,
+                d_kv,
+                cross_bias,
+            )
             f = 2
-        x = x + _mlp(_norm(x, sd[f"{p}.{f}.layer_norm.weight"]), sd, f"{p}.{f}.mlp",
-                     i in sparse_layers)
+        x = x + _mlp(
+            _norm(x, sd[f"{p}.{f}.layer_norm.weight"]), sd, f"{p}.{f}.mlp", i in sparse_layers
+        )
     return _norm(x, sd[f"{s}.final_layer_norm.weight"])
 
 
@@ -130,24 +143,52 @@ def hf_logits(model, inputs):
     embed = sd["shared.weight"]
     args = (model.num_heads, model.key_value_dim)
     enc_mask = inputs["encoder_padding_mask"].astype(np.float64)
-    enc = _stack(sd, "encoder", embed[inputs["encoder_token_ids"]], enc_mask, *args,
-                 model.encoder.sparse_layers, model.num_layers)
-    dec = _stack(sd, "decoder", embed[inputs["decoder_token_ids"]],
-                 inputs["decoder_padding_mask"].astype(np.float64), *args,
-                 model.decoder.sparse_layers, model.num_decoder_layers, enc, enc_mask)
+    enc = _stack(
+        sd,
+        "encoder",
+        embed[inputs["encoder_token_ids"]],
+        enc_mask,
+        *args,
+        model.encoder.sparse_layers,
+        model.num_layers,
+    )
+    dec = _stack(
+        sd,
+        "decoder",
+        embed[inputs["decoder_token_ids"]],
+        inputs["decoder_padding_mask"].astype(np.float64),
+        *args,
+        model.decoder.sparse_layers,
+        model.num_decoder_layers,
+        enc,
+        enc_mask,
+    )
     if model.tie_embeddings:
-        return (dec * model.hidden_dim ** -0.5) @ embed.T
+        return (dec * model.hidden_dim**-0.5) @ embed.T
     return dec @ sd["lm_head.weight"].T
 
 
-@pytest.mark.parametrize("experts,tie,ignore_padding", [
-    (0, True, True), (4, False, False), (4, True, True)])
+@pytest.mark.parametrize(
+    "experts,tie,ignore_padding", [(0, True, True), (4, False, False), (4, True, True)]
+)
 def test_logits_match_numpy_port_of_hugging_face(experts, tie, ignore_padding):
-    model = SwitchTransformer(SwitchSeq2SeqBackbone(
-        vocabulary_size=61, hidden_dim=24, num_heads=3, key_value_dim=5, intermediate_dim=20,
-        num_layers=3, num_decoder_layers=2, num_experts=experts, sparse_step=2,
-        tie_embeddings=tie, dropout=0.1, eval_capacity_factor=64.0,
-        router_ignore_padding_tokens=ignore_padding))
+    model = SwitchTransformer(
+        SwitchSeq2SeqBackbone(
+            vocabulary_size=61,
+            hidden_dim=24,
+            num_heads=3,
+            key_value_dim=5,
+            intermediate_dim=20,
+            num_layers=3,
+            num_decoder_layers=2,
+            num_experts=experts,
+            sparse_step=2,
+            tie_embeddings=tie,
+            dropout=0.1,
+            eval_capacity_factor=64.0,
+            router_ignore_padding_tokens=ignore_padding,
+        )
+    )
     rng = np.random.default_rng(3)
     # Long enough (150 > max_distance 128) to exercise every position bucket.
     decoder_lengths = np.array([[140], [120]])

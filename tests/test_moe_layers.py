@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmoe.layers import (ExpertFeedForward, ExpertVarianceScaling, MoeFeedForward,
-                          SwitchFeedForward, Top2FeedForward,
-                          load_balancing_loss, router_z_loss)
+from tfmoe.layers import (
+    ExpertFeedForward,
+    ExpertVarianceScaling,
+    MoeFeedForward,
+    SwitchFeedForward,
+    Top2FeedForward,
+    load_balancing_loss,
+    router_z_loss,
+)
 
 LAYERS = [SwitchFeedForward, Top2FeedForward]
 DISPATCH = ["gather", "einsum"]
@@ -48,8 +54,15 @@ def _reference(layer, x, k):
 def test_unlimited_capacity_matches_per_token_reference(cls, gated, dispatch):
     x = _inputs()
     # Capacity factor = num_experts: every expert can take every token.
-    layer = cls(4, 24, gated=gated, dispatch=dispatch, capacity_factor=4.0,
-                eval_capacity_factor=4.0, init_scale=1.0)
+    layer = cls(
+        4,
+        24,
+        gated=gated,
+        dispatch=dispatch,
+        capacity_factor=4.0,
+        eval_capacity_factor=4.0,
+        init_scale=1.0,
+    )
     y = layer(x)
     k = 2 if cls is Top2FeedForward else 1
     np.testing.assert_allclose(y.numpy(), _reference(layer, x, k), atol=1e-4, rtol=1e-4)
@@ -71,8 +84,10 @@ def _autodiff_reference(layer, x, k):
     out = tf.zeros_like(x)
     for e in range(layer.num_experts):
         gate = tf.reduce_sum(top_gates * tf.cast(tf.equal(order, e), x.dtype), -1, keepdims=True)
+
         def project_in(kernel):  # stored [E, out, in]
             return tf.matmul(x, kernel[e], transpose_b=True)
+
         if layer.gated:
             h = tf.nn.relu(project_in(layer.experts.wi_0)) * project_in(layer.experts.wi_1)
         else:
@@ -86,8 +101,15 @@ def _autodiff_reference(layer, x, k):
 @pytest.mark.parametrize("dispatch", DISPATCH)
 def test_gradients_match_autodiff_reference(cls, gated, dispatch):
     x = _inputs(batch=3, seq=12, hidden=16, seed=7)
-    layer = cls(4, 24, gated=gated, dispatch=dispatch, capacity_factor=4.0, init_scale=1.0,
-                load_balance_weight=0.0)
+    layer = cls(
+        4,
+        24,
+        gated=gated,
+        dispatch=dispatch,
+        capacity_factor=4.0,
+        init_scale=1.0,
+        load_balance_weight=0.0,
+    )
     layer.build(x.shape)
     k = 2 if cls is Top2FeedForward else 1
     projection = tf.random.stateless_normal(x.shape, seed=[7, 2])
@@ -102,16 +124,27 @@ def test_gradients_match_autodiff_reference(cls, gated, dispatch):
     reference = grads(lambda: _autodiff_reference(layer, x, k))
     names = ["x"] + [v.path for v in layer.trainable_variables]
     for name, a, b in zip(names, ours, reference):
-        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy(),
-                                   rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(a).numpy(),
+            tf.convert_to_tensor(b).numpy(),
+            rtol=1e-4,
+            atol=1e-4,
+            err_msg=name,
+        )
 
 
 def _skewed_layer(cls, dispatch, capacity_factor, hidden=16):
     """A layer whose router sends every token to expert 0 first (and 1 second)."""
     # 64 ReLU units per expert: with 8, about 1 token in 256 has an all-negative hidden
     # layer and a kept token then really outputs zero, which the test would misread.
-    layer = cls(4, 64, dispatch=dispatch, capacity_factor=capacity_factor,
-                eval_capacity_factor=capacity_factor, init_scale=1.0)
+    layer = cls(
+        4,
+        64,
+        dispatch=dispatch,
+        capacity_factor=capacity_factor,
+        eval_capacity_factor=capacity_factor,
+        init_scale=1.0,
+    )
     layer.build((None, None, hidden))
     kernel = np.zeros([hidden, 4], np.float32)
     kernel[0] = [10.0, 5.0, 0.0, 0.0]  # feature 0 is always 1 below
@@ -154,10 +187,24 @@ def test_capacity_factor_switches_between_train_and_eval(cls):
 @pytest.mark.parametrize("priority", ["position", "probability"])
 def test_gather_and_einsum_agree_values_and_gradients(cls, priority):
     x = _inputs(batch=4, seq=20, hidden=16, seed=3)
-    gather = cls(8, 32, dispatch="gather", capacity_factor=0.75, priority=priority, gated=True,
-                 z_loss_weight=1e-3)
-    einsum = cls(8, 32, dispatch="einsum", capacity_factor=0.75, priority=priority, gated=True,
-                 z_loss_weight=1e-3)
+    gather = cls(
+        8,
+        32,
+        dispatch="gather",
+        capacity_factor=0.75,
+        priority=priority,
+        gated=True,
+        z_loss_weight=1e-3,
+    )
+    einsum = cls(
+        8,
+        32,
+        dispatch="einsum",
+        capacity_factor=0.75,
+        priority=priority,
+        gated=True,
+        z_loss_weight=1e-3,
+    )
     gather.build(x.shape)
     einsum.build(x.shape)
     einsum.set_weights(gather.get_weights())
@@ -174,8 +221,9 @@ def test_gather_and_einsum_agree_values_and_gradients(cls, priority):
     assert float(gather.routing_stats["dropped_fraction"]) > 0  # capacity really binds
     np.testing.assert_allclose(y_g.numpy(), y_e.numpy(), atol=1e-5)
     for a, b in zip(g_g, g_e):
-        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(),
-                                   tf.convert_to_tensor(b).numpy(), atol=1e-4)
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy(), atol=1e-4
+        )
 
 
 @pytest.mark.parametrize("cls", LAYERS)
@@ -199,8 +247,9 @@ def test_padding_tokens_zero_output_and_no_effect(cls, dispatch):
     roomy = cls(4, 16, dispatch=dispatch, capacity_factor=4.0, eval_capacity_factor=4.0)
     roomy.build(x.shape)
     roomy.set_weights(layer.get_weights())
-    np.testing.assert_allclose(roomy(x, padding_mask=mask).numpy()[:, :6],
-                               roomy(x[:, :6]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        roomy(x, padding_mask=mask).numpy()[:, :6], roomy(x[:, :6]).numpy(), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("cls", LAYERS)
@@ -214,7 +263,7 @@ def test_non_finite_tokens_affect_only_themselves(cls, dispatch):
     layer = cls(4, 16, dispatch=dispatch, eval_capacity_factor=4.0)  # nothing dropped
     clean = layer(x, padding_mask=mask).numpy()
     dirty = x.copy()
-    dirty[0, 5] = np.nan   # padding
+    dirty[0, 5] = np.nan  # padding
     dirty[1, 4, :3] = np.inf  # padding
     dirty[1, 1, 7] = np.nan  # a real token
     dirty[0, 2] = np.inf  # a real token
@@ -265,8 +314,10 @@ def test_aux_losses_match_formulas_and_are_training_only(cls):
     logits = tf.reshape(layer.router(x), [1, -1, 4])
     probs = tf.nn.softmax(logits)
     _, index = tf.math.top_k(probs, k)
-    expected = [0.5 * float(load_balancing_loss(probs, index)) / k,
-                0.25 * float(router_z_loss(logits))]
+    expected = [
+        0.5 * float(load_balancing_loss(probs, index)) / k,
+        0.25 * float(router_z_loss(logits)),
+    ]
     np.testing.assert_allclose([float(v) for v in layer.losses], expected, rtol=1e-5)
     # With one row per group the balance is averaged over the rows' own fractions.
     per_row = cls(4, 16, load_balance_weight=0.5, z_loss_weight=0.25, group_size=12)
@@ -275,8 +326,9 @@ def test_aux_losses_match_formulas_and_are_training_only(cls):
     per_row(x, training=True)
     probs = tf.nn.softmax(per_row.router(x))
     _, index = tf.math.top_k(probs, k)
-    np.testing.assert_allclose(float(per_row.losses[0]),
-                               0.5 * float(load_balancing_loss(probs, index)) / k, rtol=1e-5)
+    np.testing.assert_allclose(
+        float(per_row.losses[0]), 0.5 * float(load_balancing_loss(probs, index)) / k, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("cls", LAYERS)
@@ -307,9 +359,16 @@ def test_router_stays_float32_under_mixed_bfloat16():
 def test_keras_round_trip(cls, tmp_path):
     inputs = keras.Input((12, 16))
     mask = keras.Input((12,), dtype="bool")
-    outputs = cls(4, 32, gated=True, capacity_factor=1.0, dispatch="gather",
-                  jitter_noise=0.01, z_loss_weight=1e-3, priority="probability")(
-        inputs, padding_mask=mask)
+    outputs = cls(
+        4,
+        32,
+        gated=True,
+        capacity_factor=1.0,
+        dispatch="gather",
+        jitter_noise=0.01,
+        z_loss_weight=1e-3,
+        priority="probability",
+    )(inputs, padding_mask=mask)
     model = keras.Model([inputs, mask], outputs)
     x = _inputs(batch=2, seq=12).numpy()
     m = np.ones([2, 12], bool)
@@ -317,8 +376,9 @@ def test_keras_round_trip(cls, tmp_path):
     path = tmp_path / "moe.keras"
     model.save(path)
     restored = keras.models.load_model(path)
-    np.testing.assert_array_equal(model.predict([x, m], verbose=0),
-                                  restored.predict([x, m], verbose=0))
+    np.testing.assert_array_equal(
+        model.predict([x, m], verbose=0), restored.predict([x, m], verbose=0)
+    )
     layer = restored.layers[-1]
     assert type(layer) is cls and layer.priority == "probability" and layer.gated
 
@@ -396,19 +456,22 @@ def test_jitter_and_expert_dropout_only_in_training():
     assert not np.allclose(layer(x, training=True).numpy(), layer(x, training=True).numpy())
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(num_experts=0), "num_experts"),
-    (dict(capacity_factor=0.0), "capacity_factor"),
-    (dict(eval_capacity_factor=-1.0), "eval_capacity_factor"),
-    (dict(capacity_factor=float("inf")), "capacity_factor"),
-    (dict(capacity_factor=float("nan")), "capacity_factor"),
-    (dict(eval_capacity_factor=float("inf")), "eval_capacity_factor"),
-    (dict(init_scale=float("inf")), "init_scale"),
-    (dict(load_balance_weight=float("nan")), "load_balance_weight"),
-    (dict(dispatch="scatter"), "dispatch"),
-    (dict(expert_dropout=1.0), "expert_dropout"),
-    (dict(intermediate_dim=0), "intermediate_dim"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(num_experts=0), "num_experts"),
+        (dict(capacity_factor=0.0), "capacity_factor"),
+        (dict(eval_capacity_factor=-1.0), "eval_capacity_factor"),
+        (dict(capacity_factor=float("inf")), "capacity_factor"),
+        (dict(capacity_factor=float("nan")), "capacity_factor"),
+        (dict(eval_capacity_factor=float("inf")), "eval_capacity_factor"),
+        (dict(init_scale=float("inf")), "init_scale"),
+        (dict(load_balance_weight=float("nan")), "load_balance_weight"),
+        (dict(dispatch="scatter"), "dispatch"),
+        (dict(expert_dropout=1.0), "expert_dropout"),
+        (dict(intermediate_dim=0), "intermediate_dim"),
+    ],
+)
 def test_bad_configuration_names_the_argument(kwargs, name):
     args = dict(num_experts=4, intermediate_dim=8)
     args.update(kwargs)
@@ -434,6 +497,7 @@ def test_bad_inputs_name_the_problem():
 
 def _batch_matmuls_with_a_transposed_weight(fn, *args):
     """The `BatchMatMul` ops of `fn`'s graph that take a variable operand adjoint."""
+
     def reads_a_variable(tensor):
         while tensor.op.type in ("Identity", "Cast"):
             tensor = tensor.op.inputs[0]
@@ -441,9 +505,12 @@ def _batch_matmuls_with_a_transposed_weight(fn, *args):
 
     graph = tf.function(fn).get_concrete_function(*args).graph
     matmuls = [op for op in graph.get_operations() if op.type.startswith("BatchMatMul")]
-    flagged = [op.name for op in matmuls
-               for operand, adjoint in zip(op.inputs, (op.get_attr("adj_x"), op.get_attr("adj_y")))
-               if adjoint and reads_a_variable(operand)]
+    flagged = [
+        op.name
+        for op in matmuls
+        for operand, adjoint in zip(op.inputs, (op.get_attr("adj_x"), op.get_attr("adj_y")))
+        if adjoint and reads_a_variable(operand)
+    ]
     return matmuls, flagged
 
 
@@ -466,7 +533,8 @@ def test_expert_matmuls_never_take_a_transposed_weight(gated):
     assert not flagged
     # The check can fail: token-major `x @ wi^T` with the same kernel takes it transposed.
     _, flagged = _batch_matmuls_with_a_transposed_weight(
-        lambda x: tf.matmul(x, tf.convert_to_tensor(experts.wo), adjoint_b=True), x)
+        lambda x: tf.matmul(x, tf.convert_to_tensor(experts.wo), adjoint_b=True), x
+    )
     assert flagged
 
 
@@ -478,8 +546,9 @@ def test_default_priority_is_causal_in_training_with_pooled_groups(cls, dispatch
     x = _inputs(batch=4, seq=16, hidden=16, seed=21).numpy()
 
     def layer_with(priority):
-        layer = cls(8, 32, dispatch=dispatch, capacity_factor=0.5, min_capacity=1,
-                    priority=priority, seed=0)
+        layer = cls(
+            8, 32, dispatch=dispatch, capacity_factor=0.5, min_capacity=1, priority=priority, seed=0
+        )
         layer.build(x.shape)
         layer.set_weights(reference.get_weights())
         return layer
@@ -493,8 +562,9 @@ def test_default_priority_is_causal_in_training_with_pooled_groups(cls, dispatch
         for t in range(1, 16, 3):
             changed = x.copy()
             changed[:, t:] = np.random.default_rng(t).normal(size=changed[:, t:].shape)
-            if not np.allclose(layer(changed, training=True).numpy()[:, :t], base[:, :t],
-                               atol=1e-6):
+            if not np.allclose(
+                layer(changed, training=True).numpy()[:, :t], base[:, :t], atol=1e-6
+            ):
                 return True
         return False
 

@@ -37,16 +37,18 @@ def _train(strategy, initial_weights, steps=3, pad_every=3, **layer_kwargs):
         model = _model(**layer_kwargs)
         model.set_weights(initial_weights)
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    model.fit([x, mask], y, batch_size=BATCH, epochs=1, steps_per_epoch=steps,
-              shuffle=False, verbose=0)
+    model.fit(
+        [x, mask], y, batch_size=BATCH, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0
+    )
     return model
 
 
 def test_mirrored_strategy_matches_single_device(mirrored_cpus):
     # Routing groups form within each replica's share of the batch (4 rows here): groups
     # of at most 4 rows make the single-device run route exactly like the mirrored one.
-    kwargs = dict(load_balance_weight=0.5, z_loss_weight=0.1, capacity_factor=1.0,
-                  group_size=4 * SEQ)
+    kwargs = dict(
+        load_balance_weight=0.5, z_loss_weight=0.1, capacity_factor=1.0, group_size=4 * SEQ
+    )
     keras.utils.set_random_seed(0)
     initial = _model(**kwargs).get_weights()
     # Every other row padded: each replica's half of a batch holds the same number of
@@ -57,9 +59,12 @@ def test_mirrored_strategy_matches_single_device(mirrored_cpus):
     mirrored = _train(mirrored_cpus, initial, pad_every=2, **kwargs)
     # Scaling the auxiliary losses wrongly by the replica count changes the router
     # update by ~100%; float summation order leaves ~1e-5.
-    for name, a, b, start in zip(("proj", "proj_bias", "router", "wi", "wo", "head",
-                                  "head_bias"),
-                                 single.get_weights(), mirrored.get_weights(), initial):
+    for name, a, b, start in zip(
+        ("proj", "proj_bias", "router", "wi", "wo", "head", "head_bias"),
+        single.get_weights(),
+        mirrored.get_weights(),
+        initial,
+    ):
         update, other = a - start, b - start
         error = np.abs(update - other).max() / np.abs(update).max()
         assert error < 1e-3, f"{name}: mirrored update differs by {error:.3%}"

@@ -17,23 +17,41 @@ import re
 import shutil
 import sys
 
-import pytest
-
 import nbclient
 import nbformat
+import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
 NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("quickstart.ipynb", "finetune_classification.ipynb", "serve.ipynb")
 CELL_TIMEOUT_S = 300
-KERNEL_CHECK = ("import json, os, sys\n"
-                "print('KERNEL=' + json.dumps([sys.prefix, os.environ.get('TFMOE_WORDNET_GLOSSES')]))")
+KERNEL_CHECK = (
+    "import json, os, sys\n"
+    "print('KERNEL=' + json.dumps([sys.prefix, os.environ.get('TFMOE_WORDNET_GLOSSES')]))"
+)
 
-QUICKSTART_PARAMS = dict(STEPS=4, EPOCHS=2, BATCH_SIZE=4, SEQUENCE_LENGTH=32, VALIDATION_BATCHES=2,
-                         MAX_NEW_TOKENS=4, JIT_COMPILE=False, EXPORT_JIT_COMPILE=False, INSTALL="never")
-FINETUNE_PARAMS = dict(STEPS=4, EPOCHS=2, BATCH_SIZE=8, SEQUENCE_LENGTH=32, VALIDATION_EXAMPLES=64,
-                       NUM_PREDICTIONS=4, JIT_COMPILE=False, INSTALL="never")
+QUICKSTART_PARAMS = dict(
+    STEPS=4,
+    EPOCHS=2,
+    BATCH_SIZE=4,
+    SEQUENCE_LENGTH=32,
+    VALIDATION_BATCHES=2,
+    MAX_NEW_TOKENS=4,
+    JIT_COMPILE=False,
+    EXPORT_JIT_COMPILE=False,
+    INSTALL="never",
+)
+FINETUNE_PARAMS = dict(
+    STEPS=4,
+    EPOCHS=2,
+    BATCH_SIZE=8,
+    SEQUENCE_LENGTH=32,
+    VALIDATION_EXAMPLES=64,
+    NUM_PREDICTIONS=4,
+    JIT_COMPILE=False,
+    INSTALL="never",
+)
 
 
 def read_notebook(name):
@@ -41,7 +59,9 @@ def read_notebook(name):
 
 
 def tagged_index(nb, tag):
-    indices = [i for i, cell in enumerate(nb.cells) if tag in cell.get("metadata", {}).get("tags", [])]
+    indices = [
+        i for i, cell in enumerate(nb.cells) if tag in cell.get("metadata", {}).get("tags", [])
+    ]
     assert len(indices) == 1, f"expected one cell tagged {tag!r}, found {len(indices)}"
     return indices[0]
 
@@ -56,7 +76,8 @@ def inject_parameters(nb, params):
     unknown = set(params) - parameter_names(nb)
     assert not unknown, f"not parameters of this notebook: {sorted(unknown)}"
     source = "# Parameters injected by tests/test_notebooks.py\n" + "".join(
-        f"{name} = {value!r}\n" for name, value in params.items())
+        f"{name} = {value!r}\n" for name, value in params.items()
+    )
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
     cell.pop("id", None)
     nb.cells.insert(tagged_index(nb, "parameters") + 1, cell)
@@ -73,20 +94,39 @@ def run_notebook(name, params, tmp_path, *, upto_tag=None):
         cell.pop("id", None)
     kernels = tmp_path / "jupyter" / "kernels" / "python3"
     kernels.mkdir(parents=True, exist_ok=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (tfmoe tests)", "language": "python"}))
-    manager = KernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(
-        kernel_dirs=[str(kernels.parent)], ensure_native_kernel=False))
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (tfmoe tests)",
+                "language": "python",
+            }
+        )
+    )
+    manager = KernelManager(
+        kernel_name="python3",
+        kernel_spec_manager=KernelSpecManager(
+            kernel_dirs=[str(kernels.parent)], ensure_native_kernel=False
+        ),
+    )
     workdir = tmp_path / "cwd"
     workdir.mkdir(exist_ok=True)
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     env.pop("TFMOE_WORDNET_GLOSSES", None)
     env.pop("TPU_NAME", None)
     env.pop("COLAB_TPU_ADDR", None)
-    client = nbclient.NotebookClient(nb, km=manager, kernel_name="python3", timeout=CELL_TIMEOUT_S,
-                                     resources={"metadata": {"path": str(workdir)}})
+    client = nbclient.NotebookClient(
+        nb,
+        km=manager,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(workdir)}},
+    )
     try:
         client.execute(env=env)
     except nbclient.exceptions.CellExecutionError as error:
@@ -98,13 +138,23 @@ def run_notebook(name, params, tmp_path, *, upto_tag=None):
 
 
 def stream_text(cells):
-    return "".join(out.get("text", "") for cell in cells if cell.cell_type == "code"
-                   for out in cell.get("outputs", []) if out.output_type == "stream")
+    return "".join(
+        out.get("text", "")
+        for cell in cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.output_type == "stream"
+    )
 
 
 def outputs_of_type(nb, mime):
-    return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-            if mime in out.get("data", {})]
+    return [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if mime in out.get("data", {})
+    ]
 
 
 def all_finite(values):
@@ -113,6 +163,7 @@ def all_finite(values):
 
 # Static checks -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_valid_parametrised_and_stripped(name):
     nb = read_notebook(name)
@@ -120,8 +171,12 @@ def test_notebook_is_valid_parametrised_and_stripped(name):
     assert nb.nbformat == 4
     assert nb.metadata["kernelspec"]["name"] == "python3"
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", []), "the first code cell must be the parameters cell"
-    assert "install" in code[1].metadata.get("tags", []), "the second code cell must be the install cell"
+    assert "parameters" in code[0].metadata.get("tags", []), (
+        "the first code cell must be the parameters cell"
+    )
+    assert "install" in code[1].metadata.get("tags", []), (
+        "the second code cell must be the install cell"
+    )
     tagged_index(nb, "parameters")
     assert {"OUTPUT_DIR", "STEPS", "INSTALL", "TFMOE_SOURCE"} <= parameter_names(nb)
     for cell in code:
@@ -135,16 +190,24 @@ def test_notebook_is_valid_parametrised_and_stripped(name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_install_cell_dry_run_prints_the_pinned_stack(name, tmp_path):
     """The Colab install commands for this machine's hardware, printed, not run."""
-    nb = run_notebook(name, {"INSTALL": "dry-run", "TFMOE_SOURCE": "/tmp/tfmoe-0.1.0.tar.gz"},
-                      tmp_path, upto_tag="install")
+    nb = run_notebook(
+        name,
+        {"INSTALL": "dry-run", "TFMOE_SOURCE": "/tmp/tfmoe-0.1.0.tar.gz"},
+        tmp_path,
+        upto_tag="install",
+    )
     text = stream_text(nb.cells)
     tensorflow = "tensorflow[and-cuda]" if shutil.which("nvidia-smi") else "tensorflow"
-    assert (f"$ pip install {tensorflow}>=2.21,<2.22 tensorflow-text>=2.21.1,<2.22 "
-            "/tmp/tfmoe-0.1.0.tar.gz") in text
+    assert (
+        f"$ pip install {tensorflow}>=2.21,<2.22 tensorflow-text>=2.21.1,<2.22 "
+        "/tmp/tfmoe-0.1.0.tar.gz"
+    ) in text
     tpu_vm = os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
     assert ("$ pip uninstall -y tensorflow" in text) is tpu_vm
-    assert ("$ pip install tensorflow-tpu>=2.21,<2.22 -f https://storage.googleapis.com/libtpu-tf-releases"
-            in text) is tpu_vm
+    assert (
+        "$ pip install tensorflow-tpu>=2.21,<2.22 -f https://storage.googleapis.com/libtpu-tf-releases"
+        in text
+    ) is tpu_vm
     assert "install: dry run, nothing installed" in text
 
 
@@ -160,12 +223,15 @@ def test_install_cell_rejects_an_unknown_mode(tmp_path):
 
 # End to end ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     """Runs quickstart.ipynb once; `serve.ipynb` then serves its SavedModel."""
     tmp_path = tmp_path_factory.mktemp("quickstart")
     output_dir = tmp_path / "out"
-    nb = run_notebook("quickstart.ipynb", {**QUICKSTART_PARAMS, "OUTPUT_DIR": str(output_dir)}, tmp_path)
+    nb = run_notebook(
+        "quickstart.ipynb", {**QUICKSTART_PARAMS, "OUTPUT_DIR": str(output_dir)}, tmp_path
+    )
     return nb, output_dir
 
 
@@ -196,7 +262,9 @@ def test_quickstart_trains_routes_generates_and_exports(quickstart):
     assert saved_model == output_dir / "saved_models" / "switch_lm" / "1"
     assert (saved_model / "saved_model.pb").is_file() and (saved_model / "variables").is_dir()
     served = results["served"]
-    assert len(served["generated_text"]) == 2 and all(isinstance(t, str) for t in served["generated_text"])
+    assert len(served["generated_text"]) == 2 and all(
+        isinstance(t, str) for t in served["generated_text"]
+    )
     assert [len(row) for row in served["generated_token_ids"]] == [4, 4]
     assert all_finite(served["log_likelihood"]) and all(x < 0 for x in served["log_likelihood"])
 
@@ -205,18 +273,38 @@ def test_serve_loads_the_quickstart_savedmodel_without_tfmoe(quickstart, tmp_pat
     _, quickstart_dir = quickstart
     model_dir = quickstart_dir / "saved_models" / "switch_lm"
     output_dir = tmp_path / "out"
-    nb = run_notebook("serve.ipynb", {"MODEL_DIR": str(model_dir), "OUTPUT_DIR": str(output_dir),
-                                      "MAX_NEW_TOKENS": 3, "INSTALL": "never"}, tmp_path)
+    nb = run_notebook(
+        "serve.ipynb",
+        {
+            "MODEL_DIR": str(model_dir),
+            "OUTPUT_DIR": str(output_dir),
+            "MAX_NEW_TOKENS": 3,
+            "INSTALL": "never",
+        },
+        tmp_path,
+    )
     check_serve_results(nb, output_dir, model_dir, trained_here=False)
 
 
 @pytest.mark.slow  # trains and exports a model itself (python -m tfmoe.demo): about 2 minutes
 def test_serve_trains_a_model_when_there_is_none(tmp_path):
     output_dir = tmp_path / "out"
-    nb = run_notebook("serve.ipynb", {"MODEL_DIR": str(tmp_path / "missing"), "OUTPUT_DIR": str(output_dir),
-                                      "STEPS": 2, "BATCH_SIZE": 4, "SEQUENCE_LENGTH": 32,
-                                      "MAX_NEW_TOKENS": 3, "INSTALL": "never"}, tmp_path)
-    check_serve_results(nb, output_dir, output_dir / "saved_models" / "switch_lm", trained_here=True)
+    nb = run_notebook(
+        "serve.ipynb",
+        {
+            "MODEL_DIR": str(tmp_path / "missing"),
+            "OUTPUT_DIR": str(output_dir),
+            "STEPS": 2,
+            "BATCH_SIZE": 4,
+            "SEQUENCE_LENGTH": 32,
+            "MAX_NEW_TOKENS": 3,
+            "INSTALL": "never",
+        },
+        tmp_path,
+    )
+    check_serve_results(
+        nb, output_dir, output_dir / "saved_models" / "switch_lm", trained_here=True
+    )
 
 
 def check_serve_results(nb, output_dir, model_dir, *, trained_here):
@@ -239,15 +327,20 @@ def check_serve_results(nb, output_dir, model_dir, *, trained_here):
     request = json.loads((output_dir / "request.json").read_text())
     assert request == {"instances": prompts}
     response = results["rest_response"]
-    assert [p["generated_text"] for p in response["predictions"]] == outputs["serving_default"]["generated_text"]
+    assert [p["generated_text"] for p in response["predictions"]] == outputs["serving_default"][
+        "generated_text"
+    ]
     assert f'-v "{model_dir.resolve()}:/models/switch_lm"' in text and "tensorflow/serving" in text
     assert "curl -d @" in text and ":predict" in text
 
 
 def test_finetune_classification(tmp_path):
     output_dir = tmp_path / "out"
-    nb = run_notebook("finetune_classification.ipynb", {**FINETUNE_PARAMS, "OUTPUT_DIR": str(output_dir)},
-                      tmp_path)
+    nb = run_notebook(
+        "finetune_classification.ipynb",
+        {**FINETUNE_PARAMS, "OUTPUT_DIR": str(output_dir)},
+        tmp_path,
+    )
     results = json.loads((output_dir / "finetune_results.json").read_text())
     text = stream_text(nb.cells)
     assert results["kind"] == "cpu" and results["steps"] == 4

@@ -18,15 +18,20 @@ def _install_requires():
     config = configparser.ConfigParser()
     config.read(SETUP_CFG)
     lines = config["options"]["install_requires"].splitlines()
-    return {r.name: r for r in (Requirement(line) for line in lines
-                                if line.strip() and not line.strip().startswith("#"))}
+    return {
+        r.name: r
+        for r in (
+            Requirement(line) for line in lines if line.strip() and not line.strip().startswith("#")
+        )
+    }
 
 
 @pytest.mark.parametrize("package", ["keras", "keras-hub", "tensorflow-text"])
 def test_packages_with_private_apis_are_pinned_and_installed_inside_the_pin(package):
     requirement = _install_requires()[package]
     assert any(spec.operator in ("<", "<=", "==", "~=") for spec in requirement.specifier), (
-        f"{package} is used through private APIs: setup.cfg must give it an upper bound")
+        f"{package} is used through private APIs: setup.cfg must give it an upper bound"
+    )
     installed = importlib.metadata.version(package)
     assert requirement.specifier.contains(installed, prereleases=True), (package, installed)
 
@@ -40,8 +45,9 @@ def test_the_private_apis_exist():
 
 
 def test_sublayers_reaches_nested_layers():
-    inner = keras.Sequential([keras.layers.Dense(2, name="a"), keras.layers.Dense(2, name="b")],
-                             name="inner")
+    inner = keras.Sequential(
+        [keras.layers.Dense(2, name="a"), keras.layers.Dense(2, name="b")], name="inner"
+    )
     outer = keras.Sequential([inner, keras.layers.Dense(1, name="c")], name="outer")
     assert sorted(layer.name for layer in sublayers(outer)) == ["a", "b", "c", "inner"]
     assert sorted(layer.name for layer in sublayers(outer, recursive=False)) == ["c", "inner"]

@@ -20,10 +20,17 @@ TOUR_HEADING = "## A quick tour"
 SKIP_MARKER = "# Needs downloaded files: not run by tests/test_readme.py."
 MAX_SKIPPED = 1
 # What the tour must show (keras-hub-style use of the zoo), as it appears in the code.
-REQUIRED = ('.from_preset("glam_tiny_8"', '.generate("', '.save_to_preset("my_lm")',
-            '.from_preset("my_lm")', "SwitchClassifier.from_preset(", "WordpieceTokenizer(",
-            "export_saved_model(")
+REQUIRED = (
+    '.from_preset("glam_tiny_8"',
+    '.generate("',
+    '.save_to_preset("my_lm")',
+    '.from_preset("my_lm")',
+    "SwitchClassifier.from_preset(",
+    "WordpieceTokenizer(",
+    "export_saved_model(",
+)
 _FENCE = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+
 
 def tour_blocks(text):
     """`[(first_line, code), ...]` of the python blocks in the quick-tour section.
@@ -33,10 +40,12 @@ def tour_blocks(text):
     """
     start = text.index(TOUR_HEADING + "\n")
     end = text.find("\n## ", start + len(TOUR_HEADING))
-    section = text[start: end if end != -1 else len(text)]
+    section = text[start : end if end != -1 else len(text)]
     offset = text[:start].count("\n")
-    return [(offset + section[: match.start(1)].count("\n") + 1, match.group(1))
-            for match in _FENCE.finditer(section)]
+    return [
+        (offset + section[: match.start(1)].count("\n") + 1, match.group(1))
+        for match in _FENCE.finditer(section)
+    ]
 
 
 def runnable(blocks):
@@ -58,8 +67,10 @@ def test_tour_blocks_are_found_and_cover_the_keras_hub_api():
 
 
 def test_tour_block_parser():
-    text = ("# t\n\n## A quick tour\n\n```python\na = 1\n```\n\n```sh\nls\n```\n"
-            f"```python\n{SKIP_MARKER}\nb = 2\n```\n## Next\n```python\nc = 3\n```\n")
+    text = (
+        "# t\n\n## A quick tour\n\n```python\na = 1\n```\n\n```sh\nls\n```\n"
+        f"```python\n{SKIP_MARKER}\nb = 2\n```\n## Next\n```python\nc = 3\n```\n"
+    )
     blocks = tour_blocks(text)
     assert blocks == [(6, "a = 1\n"), (13, f"{SKIP_MARKER}\nb = 2\n")]
     assert runnable(blocks) == [(6, "a = 1\n")]

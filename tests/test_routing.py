@@ -33,15 +33,18 @@ def test_capacity_formula():
     assert int(expert_capacity(tf.constant(64), 1.25, 32, 4, max_capacity=tf.constant(3))) == 3
 
 
-@pytest.mark.parametrize("batch, seq, group_size, expected", [
-    (16, 64, 1024, (16, 64)),   # the whole batch
-    (16, 64, 256, (4, 64)),     # 4 rows per group
-    (6, 64, 256, (3, 64)),      # the largest divisor of the batch that fits
-    (7, 64, 256, (1, 64)),      # prime batch: one row per group
-    (3, 64, 32, (1, 32)),       # rows longer than a group: halves of rows
-    (2, 1000, 768, (1, 500)),   # the largest divisor of the length that fits
-    (5, 1, 1024, (5, 1)),       # one token per row (cached generation): the whole batch
-])
+@pytest.mark.parametrize(
+    "batch, seq, group_size, expected",
+    [
+        (16, 64, 1024, (16, 64)),  # the whole batch
+        (16, 64, 256, (4, 64)),  # 4 rows per group
+        (6, 64, 256, (3, 64)),  # the largest divisor of the batch that fits
+        (7, 64, 256, (1, 64)),  # prime batch: one row per group
+        (3, 64, 32, (1, 32)),  # rows longer than a group: halves of rows
+        (2, 1000, 768, (1, 500)),  # the largest divisor of the length that fits
+        (5, 1, 1024, (5, 1)),  # one token per row (cached generation): the whole batch
+    ],
+)
 def test_routing_group_shape(batch, seq, group_size, expected):
     assert routing_group_shape(batch, seq, group_size) == expected
     dynamic = routing_group_shape(tf.constant(batch), tf.constant(seq), group_size)
@@ -107,11 +110,12 @@ def test_groups_of_several_rows_are_served_position_major():
 def test_token_priority_places_both_choices_of_a_token_first():
     # Same set-up as the GShard test above: with "token" priority token 0's second
     # choice (expert 1) comes before the first choices of the later tokens 1 and 2.
-    routing = route_top_k(_probs_for([0, 1, 1], 3, second=[1, 0, 0]), top_k=2, capacity=2,
-                          priority="token")
+    routing = route_top_k(
+        _probs_for([0, 1, 1], 3, second=[1, 0, 0]), top_k=2, capacity=2, priority="token"
+    )
     kept = routing.kept.numpy()[0]
-    assert kept[0, 0] and kept[0, 1]          # both choices of token 0
-    assert kept[1, 0] and not kept[2, 0]      # expert 1 is full after token 1
+    assert kept[0, 0] and kept[0, 1]  # both choices of token 0
+    assert kept[1, 0] and not kept[2, 0]  # expert 1 is full after token 1
     np.testing.assert_array_equal(routing.position.numpy()[0, :, 0], [0, 1, 2])
 
 
@@ -122,8 +126,9 @@ def test_token_priority_routing_never_depends_on_later_positions(k):
     mask = tf.ones([1, rows * seq], tf.bool)
 
     def route(logits, priority):
-        return route_top_k(tf.nn.softmax(logits), k, 4 * k, mask, priority=priority,
-                           rows_per_group=rows)
+        return route_top_k(
+            tf.nn.softmax(logits), k, 4 * k, mask, priority=priority, rows_per_group=rows
+        )
 
     def changed_earlier(priority):
         """Whether changing positions >= t of row 1 alone changes any earlier routing."""

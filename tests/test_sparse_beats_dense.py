@@ -28,8 +28,9 @@ def _table(seed=0):
 def _model(feed_forward, keys):
     """key id -> fixed key vector -> x + feed_forward(norm(x)) -> value logits."""
     ids = keras.Input((1,), dtype="int32")
-    x = keras.layers.Embedding(KEYS, HIDDEN, embeddings_initializer=keras.initializers.Constant(keys),
-                               trainable=False)(ids)
+    x = keras.layers.Embedding(
+        KEYS, HIDDEN, embeddings_initializer=keras.initializers.Constant(keys), trainable=False
+    )(ids)
     x = x + feed_forward(RMSNorm()(x))
     logits = keras.layers.Dense(VALUES)(keras.layers.Flatten()(x))
     return keras.Model(ids, logits)
@@ -43,8 +44,10 @@ def _train(feed_forward, seed=0, freeze_router=False):
     if freeze_router:
         feed_forward.router.kernel.assign(tf.zeros_like(feed_forward.router.kernel))
         feed_forward.router.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     rng = np.random.default_rng(seed)
     batches = rng.integers(0, KEYS, [STEPS, BATCH, 1]).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((batches, values[batches[..., 0]])).repeat()
@@ -68,7 +71,8 @@ def test_switch_layer_beats_its_dense_twin_at_equal_flops(dense_loss):
 
 def test_guard_catches_a_collapsed_router(dense_loss):
     """All tokens on expert 0 (a zero, frozen router): capacity drops the rest, no win."""
-    loss, layer = _train(SwitchFeedForward(EXPERTS, INTERMEDIATE, activation="gelu", gated=True),
-                         freeze_router=True)
+    loss, layer = _train(
+        SwitchFeedForward(EXPERTS, INTERMEDIATE, activation="gelu", gated=True), freeze_router=True
+    )
     assert float(layer.routing_stats["dropped_fraction"]) > 0.5
     assert not loss < dense_loss - 0.5, (loss, dense_loss)

@@ -6,20 +6,41 @@ import json
 import numpy as np
 import pytest
 
-from tfmoe.models import (SwitchCausalLM, SwitchSeq2SeqLM, SwitchTextClassifier,
-                          SwitchTransformer, init_backbone_from_preset, load_task_preset,
-                          save_task_preset)
+from tfmoe.models import (
+    SwitchCausalLM,
+    SwitchSeq2SeqLM,
+    SwitchTextClassifier,
+    SwitchTransformer,
+    init_backbone_from_preset,
+    load_task_preset,
+    save_task_preset,
+)
 
-VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-         + "the quick brown fox jumps over lazy dog a cat sat on mat and is".split())
-TINY = dict(vocabulary_size=len(VOCAB), hidden_dim=16, num_heads=2, intermediate_dim=32,
-            num_layers=2, num_experts=4, dropout=0.0, eval_capacity_factor=64.0)
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+] + "the quick brown fox jumps over lazy dog a cat sat on mat and is".split()
+TINY = dict(
+    vocabulary_size=len(VOCAB),
+    hidden_dim=16,
+    num_heads=2,
+    intermediate_dim=32,
+    num_layers=2,
+    num_experts=4,
+    dropout=0.0,
+    eval_capacity_factor=64.0,
+)
 
 
 def _ids(batch=2, length=6):
     rng = np.random.default_rng(0)
-    return {"token_ids": rng.integers(5, len(VOCAB), (batch, length)).astype("int32"),
-            "padding_mask": np.array([[1] * length, [1] * (length - 2) + [0] * 2], bool)}
+    return {
+        "token_ids": rng.integers(5, len(VOCAB), (batch, length)).astype("int32"),
+        "padding_mask": np.array([[1] * length, [1] * (length - 2) + [0] * 2], bool),
+    }
 
 
 def test_causal_lm_preset_round_trip(tmp_path):
@@ -34,8 +55,9 @@ def test_causal_lm_preset_round_trip(tmp_path):
 
 def test_classifier_preset_keeps_label_names_and_export_kind(tmp_path):
     clf = SwitchTextClassifier.from_preset("switch_tiny_8", 3, **TINY)
-    save_task_preset(clf, tmp_path / "clf", VOCAB, sequence_length=8,
-                     label_names=["neg", "neutral", "pos"])
+    save_task_preset(
+        clf, tmp_path / "clf", VOCAB, sequence_length=8, label_names=["neg", "neutral", "pos"]
+    )
     assert clf.preprocessor is None and clf.label_names is None  # left as it is
     loaded = load_task_preset(str(tmp_path / "clf"))
     assert type(loaded) is SwitchTextClassifier
@@ -54,7 +76,8 @@ def test_classifier_starts_from_a_seq2seq_preset_by_name(tmp_path):
 
     clf = SwitchTextClassifier.from_preset("switch_tiny_8", 3, **TINY)
     assert init_backbone_from_preset(clf.backbone, str(tmp_path / "s2s")) == len(
-        clf.backbone.weights)
+        clf.backbone.weights
+    )
     source = {v.path: np.asarray(v) for v in seq2seq.backbone.weights}
     for variable in clf.backbone.weights:
         np.testing.assert_array_equal(np.asarray(variable), source[variable.path])

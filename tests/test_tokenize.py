@@ -75,10 +75,18 @@ def test_unknown_words_and_max_chars_per_word_counts_characters():
 
 
 def test_special_token_ids_and_sentinels(tok):
-    special = (tok.pad_token_id, tok.unknown_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id)
+    special = (
+        tok.pad_token_id,
+        tok.unknown_token_id,
+        tok.cls_token_id,
+        tok.sep_token_id,
+        tok.mask_token_id,
+    )
     assert special == (0, 1, 2, 3, 4)
     assert tok.sentinel_token_ids == (5, 6, 7)
-    assert [tok.id_to_token(i) for i in tok.sentinel_token_ids] == [sentinel_token(i) for i in range(3)]
+    assert [tok.id_to_token(i) for i in tok.sentinel_token_ids] == [
+        sentinel_token(i) for i in range(3)
+    ]
     assert tok.vocabulary_size() == len(VOCAB) and tok.token_to_id("cat") == ID["cat"]
 
 
@@ -121,7 +129,9 @@ def test_vocabulary_file_with_a_byte_order_mark(tmp_path):
 def test_vocabulary_file_that_is_not_utf8_names_the_line(tmp_path):
     path = tmp_path / "vocab.txt"
     path.write_bytes(("\n".join(VOCAB) + "\n").encode("utf-8") + b"caf\xe9\n")
-    with pytest.raises(ValueError, match=rf"vocab.txt.*not UTF-8.*line {len(VOCAB) + 1}: byte 0xe9"):
+    with pytest.raises(
+        ValueError, match=rf"vocab.txt.*not UTF-8.*line {len(VOCAB) + 1}: byte 0xe9"
+    ):
         load_vocabulary(path)
 
 
@@ -143,7 +153,9 @@ def test_bad_vocabularies(vocabulary, error, message):
         WordpieceTokenizer(vocabulary)
 
 
-@pytest.mark.parametrize("kwargs", [{"sequence_length": 0}, {"sequence_length": 2.5}, {"max_chars_per_word": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"sequence_length": 0}, {"sequence_length": 2.5}, {"max_chars_per_word": 0}]
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         WordpieceTokenizer(VOCAB, **kwargs)
@@ -166,8 +178,16 @@ def test_non_string_inputs_raise_type_error(tok, inputs):
 
 def test_invalid_utf8_is_replaced_not_raised(tok):
     # Invalid bytes (and encoded surrogates) become U+FFFD, which BERT's cleaning deletes.
-    ids = tok(tf.constant([b"c\xe9at", b"\xff\xfe", b"\xed\xa0\x80cat", b"the\xc0\xaf mat", b"[CLS]\xff"]))
-    assert ids.to_list() == [ids_of("cat"), [], ids_of("cat"), ids_of("the", "mat"), ids_of("[CLS]")]
+    ids = tok(
+        tf.constant([b"c\xe9at", b"\xff\xfe", b"\xed\xa0\x80cat", b"the\xc0\xaf mat", b"[CLS]\xff"])
+    )
+    assert ids.to_list() == [
+        ids_of("cat"),
+        [],
+        ids_of("cat"),
+        ids_of("the", "mat"),
+        ids_of("[CLS]"),
+    ]
 
 
 def test_invalid_utf8_matches_the_reference_on_replaced_text():
@@ -176,12 +196,18 @@ def test_invalid_utf8_matches_the_reference_on_replaced_text():
     reference.no_padding()
     tok = WordpieceTokenizer(BERT_VOCAB)
     raw = [b"caf\xe9 au lait", b"\x80abc\xbf", b"na\xc3ve", b"ok \xf0\x9f\x98", b"\xe2\x82"]
-    want = [reference.encode(r.decode("utf-8", "replace"), add_special_tokens=False).ids for r in raw]
+    want = [
+        reference.encode(r.decode("utf-8", "replace"), add_special_tokens=False).ids for r in raw
+    ]
     assert tok(tf.constant(raw)).to_list() == want
 
 
 def test_nul_bytes(tok):
-    assert tok(tf.constant(["c\0at", "\0", "the\0 cat"])).to_list() == [ids_of("cat"), [], ids_of("the", "cat")]
+    assert tok(tf.constant(["c\0at", "\0", "the\0 cat"])).to_list() == [
+        ids_of("cat"),
+        [],
+        ids_of("the", "cat"),
+    ]
 
 
 def test_one_megabyte_strings(tok):
@@ -203,7 +229,11 @@ def test_empty_batch(tok):
 def test_inside_tf_data_and_tf_function(tok):
     texts = ["the cat", "hello, world!", "", "unable", "a[SEP]b", "жж"]
     expected = tok(tf.constant(texts)).to_list()
-    batched = tf.data.Dataset.from_tensor_slices(texts).batch(4).map(tok, num_parallel_calls=tf.data.AUTOTUNE)
+    batched = (
+        tf.data.Dataset.from_tensor_slices(texts)
+        .batch(4)
+        .map(tok, num_parallel_calls=tf.data.AUTOTUNE)
+    )
     assert [row for batch in batched for row in batch.to_list()] == expected
     unbatched = tf.data.Dataset.from_tensor_slices(texts).map(tok)
     assert [x.numpy().tolist() for x in unbatched] == expected
@@ -214,10 +244,15 @@ def test_inside_tf_data_and_tf_function(tok):
 def test_detokenize(tok):
     assert tok.detokenize(tok("the cats jumped")).numpy() == b"the cats jumped"
     dense = tf.constant(
-        [ids_of("[CLS]", "un", "##able", "[SEP]", "[PAD]"), ids_of("[CLS]", "cat", "[SEP]", "[PAD]", "[PAD]")]
+        [
+            ids_of("[CLS]", "un", "##able", "[SEP]", "[PAD]"),
+            ids_of("[CLS]", "cat", "[SEP]", "[PAD]", "[PAD]"),
+        ]
     )
     assert tok.detokenize(dense).numpy().tolist() == [b"unable", b"cat"]
-    assert tok.detokenize([[ID["hello"], ID[","], ID["world"]]]).numpy().tolist() == [b"hello , world"]
+    assert tok.detokenize([[ID["hello"], ID[","], ID["world"]]]).numpy().tolist() == [
+        b"hello , world"
+    ]
     with pytest.raises(TypeError, match="ids"):
         tok.detokenize(tf.constant([1.0]))
 
@@ -272,7 +307,12 @@ def test_saved_model_carries_the_tokenizer(tmp_path):
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, check=True
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
     )
     ids_line, imported_line = result.stdout.strip().splitlines()[-2:]
     assert json.loads(imported_line) is False

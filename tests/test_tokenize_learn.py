@@ -10,7 +10,12 @@ import pytest
 import tensorflow as tf
 
 from tfmoe.data import corpus
-from tfmoe.tokenize import WordpieceTokenizer, default_reserved_tokens, learn_vocabulary, normalize_text
+from tfmoe.tokenize import (
+    WordpieceTokenizer,
+    default_reserved_tokens,
+    learn_vocabulary,
+    normalize_text,
+)
 from tfmoe.tokenize.learn import _fit_to_size
 from tfmoe.tokenize.learn import main as learn_main
 
@@ -54,7 +59,10 @@ def test_dataset_input_and_reserved_tokens():
     assert vocab[:3] == reserved and len(vocab) <= 150
     assert "T" in vocab and "é" in vocab and "t" in vocab
     # Scalar elements give the same vocabulary as batches.
-    assert learn_vocabulary(tf.data.Dataset.from_tensor_slices(CORPUS), 150, reserved, **cased) == vocab
+    assert (
+        learn_vocabulary(tf.data.Dataset.from_tensor_slices(CORPUS), 150, reserved, **cased)
+        == vocab
+    )
 
 
 def test_small_sizes_keep_every_character():
@@ -91,7 +99,21 @@ def test_cli_writes_a_vocabulary_the_tokenizer_loads(tmp_path):
     with gzip.open(corpus, "wt", encoding="utf-8") as f:
         f.write("\n".join(CORPUS) + "\n")
     output = tmp_path / "vocab.txt"
-    assert learn_main(["--input", str(corpus), "--size", "200", "--output", str(output), "--num-sentinels", "3"]) == 0
+    assert (
+        learn_main(
+            [
+                "--input",
+                str(corpus),
+                "--size",
+                "200",
+                "--output",
+                str(output),
+                "--num-sentinels",
+                "3",
+            ]
+        )
+        == 0
+    )
     tok = WordpieceTokenizer(str(output))
     assert tok.vocabulary_size() <= 200 and tok.sentinel_token_ids == (5, 6, 7)
     assert tok.get_vocabulary() == _learn(reserved_tokens=default_reserved_tokens(3))
@@ -103,7 +125,16 @@ def test_cli_as_a_module(tmp_path):
     output = tmp_path / "vocab.txt"
     cli = [sys.executable, "-m", "tfmoe.tokenize.learn"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    arguments = ["--input", str(corpus), "--size", "150", "--output", str(output), "--num-sentinels", "0"]
+    arguments = [
+        "--input",
+        str(corpus),
+        "--size",
+        "150",
+        "--output",
+        str(output),
+        "--num-sentinels",
+        "0",
+    ]
     result = subprocess.run(cli + arguments, capture_output=True, text=True, env=env)
     assert result.returncode == 0 and "wrote" in result.stdout, result.stderr[-2000:]
     assert len(output.read_text(encoding="utf-8").splitlines()) <= 150

@@ -20,7 +20,6 @@ from conftest import BERT_TOKENIZER_JSON, BERT_VOCAB
 from tfmoe.data import corpus
 from tfmoe.tokenize import WordpieceTokenizer, charsets, normalize_text
 
-
 HARD_CASES = pathlib.Path(__file__).parent / "data" / "tokenizer_hard_cases.txt"
 _ESCAPE = re.compile(r"\\(U[0-9a-fA-F]{8}|u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[ntr0\\])")
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\"}
@@ -36,7 +35,9 @@ def read_hard_cases(path=HARD_CASES):
             cases.append("")
             continue
         cases.append(
-            _ESCAPE.sub(lambda m: _SIMPLE_ESCAPES.get(m.group(1)) or chr(int(m.group(1)[1:], 16)), line)
+            _ESCAPE.sub(
+                lambda m: _SIMPLE_ESCAPES.get(m.group(1)) or chr(int(m.group(1)[1:], 16)), line
+            )
         )
     return cases
 
@@ -68,9 +69,15 @@ def assert_parity(name, texts, tokenizer, reference):
     got = _tokenize_in_batches(tokenizer, texts)
     mismatches = [i for i, (w, g) in enumerate(zip(want, got)) if w != g]
     parity = 100.0 * (len(texts) - len(mismatches)) / len(texts)
-    print(f"\n{name}: parity {parity:.4f}% ({len(texts) - len(mismatches)}/{len(texts)} lines identical)")
-    examples = "\n".join(f"  {texts[i][:80]!r}: want {want[i][:12]} got {got[i][:12]}" for i in mismatches[:5])
-    assert not mismatches, f"{name}: parity {parity:.4f}%, {len(mismatches)} lines differ:\n{examples}"
+    print(
+        f"\n{name}: parity {parity:.4f}% ({len(texts) - len(mismatches)}/{len(texts)} lines identical)"
+    )
+    examples = "\n".join(
+        f"  {texts[i][:80]!r}: want {want[i][:12]} got {got[i][:12]}" for i in mismatches[:5]
+    )
+    assert not mismatches, (
+        f"{name}: parity {parity:.4f}%, {len(mismatches)} lines differ:\n{examples}"
+    )
     return parity
 
 
@@ -173,8 +180,15 @@ def test_normalize_text_matches_the_reference_normalizer_on_sampled_code_points(
 
 def test_normalize_text_matches_the_reference_normalizer_on_hard_cases():
     cases = read_hard_cases()
-    for flags in ({}, {"lowercase": False}, {"strip_accents": False}, {"lowercase": False, "strip_accents": False}):
-        reference = tokenizers.normalizers.BertNormalizer(**{"lowercase": True, "strip_accents": True, **flags})
+    for flags in (
+        {},
+        {"lowercase": False},
+        {"strip_accents": False},
+        {"lowercase": False, "strip_accents": False},
+    ):
+        reference = tokenizers.normalizers.BertNormalizer(
+            **{"lowercase": True, "strip_accents": True, **flags}
+        )
         want = [reference.normalize_str(c) for c in cases]
         got = [s.decode("utf-8") for s in normalize_text(tf.constant(cases), **flags).numpy()]
         assert got == want, flags
@@ -193,7 +207,11 @@ def test_normalize_text_matches_the_reference_normalizer_on_every_code_point():
 def test_parity_when_the_vocabulary_holds_characters_fast_wordpiece_splits_differently():
     """With these characters in the vocabulary no [UNK] gives the difference away:
     only the routing on `charsets.FAST_WORDPIECE_DISAGREES` keeps the ids exact."""
-    odd = ["\u2e43", "\U0002b820", "\u166d"]  # new punctuation, CJK Ext E (not CJK to the reference), old punctuation
+    odd = [
+        "\u2e43",
+        "\U0002b820",
+        "\u166d",
+    ]  # new punctuation, CJK Ext E (not CJK to the reference), old punctuation
     vocab = ["[PAD]", "[UNK]", "x", "##x", "y", "##y"] + odd + ["##" + c for c in odd]
     model = tokenizers.models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]")
     reference = tokenizers.Tokenizer(model)
@@ -208,4 +226,6 @@ def test_charsets_module_is_what_the_generator_writes():
     from tfmoe.tokenize.generate_charsets import compute_charsets
 
     for name, value in compute_charsets().items():
-        assert getattr(charsets, name) == value, f"charsets.{name} is stale: run tfmoe.tokenize.generate_charsets"
+        assert getattr(charsets, name) == value, (
+            f"charsets.{name} is stale: run tfmoe.tokenize.generate_charsets"
+        )

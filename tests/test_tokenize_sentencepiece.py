@@ -139,7 +139,8 @@ def _normalised_otherwise_by_the_reference(text):
     clusters.append(cluster)
     return any(
         len(c.encode()) >= 6
-        and unicodedata.normalize("NFKC", c) != "".join(unicodedata.normalize("NFKC", char) for char in c)
+        and unicodedata.normalize("NFKC", c)
+        != "".join(unicodedata.normalize("NFKC", char) for char in c)
         for c in clusters
     )
 
@@ -168,14 +169,18 @@ def _assert_same_ids(texts, ids, expected):
 
 def test_vocabulary_matches_the_reference(tokenizer, reference):
     assert tokenizer.vocabulary_size() == len(reference) == VOCAB_SIZE + EXTRA_IDS
-    assert tokenizer.get_vocabulary() == reference.convert_ids_to_tokens(list(range(len(reference))))
+    assert tokenizer.get_vocabulary() == reference.convert_ids_to_tokens(
+        list(range(len(reference)))
+    )
     assert tokenizer.pad_token_id == reference.pad_token_id == 0
     assert tokenizer.eos_token_id == tokenizer.end_token_id == reference.eos_token_id == 1
     assert tokenizer.unknown_token_id == reference.unk_token_id == 2
     sentinels = [f"<extra_id_{i}>" for i in range(EXTRA_IDS)]
     assert list(tokenizer.sentinel_token_ids) == reference.convert_tokens_to_ids(sentinels)
     assert tokenizer.sentinel_token_ids[0] == tokenizer.vocabulary_size() - 1
-    assert [tokenizer.token_to_id(token) for token in sentinels] == list(tokenizer.sentinel_token_ids)
+    assert [tokenizer.token_to_id(token) for token in sentinels] == list(
+        tokenizer.sentinel_token_ids
+    )
     assert tokenizer.id_to_token(tokenizer.vocabulary_size() - 1) == "<extra_id_0>"
     assert tokenizer.special_token_ids[:3] == (0, 1, 2)
     with pytest.raises(KeyError):
@@ -207,13 +212,19 @@ def test_sentinels_and_eos_in_text_are_single_ids(tokenizer, reference):
     ids = tokenizer("The <extra_id_0> walks in <extra_id_1> park</s>").numpy().tolist()
     sentinel_0, sentinel_1 = tokenizer.sentinel_token_ids[:2]
     assert ids.count(sentinel_0) == ids.count(sentinel_1) == 1 and ids[-1] == tokenizer.eos_token_id
-    assert ids == _reference_ids(reference, "The <extra_id_0> walks in <extra_id_1> park</s>", False)
+    assert ids == _reference_ids(
+        reference, "The <extra_id_0> walks in <extra_id_1> park</s>", False
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["jargon", "wordnet"])
 def test_parity_on_whole_corpora(tokenizer, reference, name):
-    lines = _lines(corpus.JARGON_FILE) if name == "jargon" else _lines(corpus.WORDNET_SUBSET_FILE, column=-1)
+    lines = (
+        _lines(corpus.JARGON_FILE)
+        if name == "jargon"
+        else _lines(corpus.WORDNET_SUBSET_FILE, column=-1)
+    )
     _assert_same_ids(lines, tokenizer(lines).to_list(), _reference_ids(reference, lines, False))
 
 
@@ -226,11 +237,15 @@ def test_differences_from_the_sentencepiece_package_are_ties(tokenizer, proto_pa
     texts = held_out_lines
     ids = tokenizer(texts).to_list()
     expected = processor.encode(texts)
-    scores = np.array([processor.get_score(i) for i in range(processor.get_piece_size())], np.float64)
+    scores = np.array(
+        [processor.get_score(i) for i in range(processor.get_piece_size())], np.float64
+    )
     different = [(got, want) for got, want in zip(ids, expected) if got != want]
     assert len(different) < 0.01 * len(texts)
     for got, want in different:
-        assert sorted(got) == sorted(want) and scores[got].sum() == pytest.approx(scores[want].sum(), abs=1e-6)
+        assert sorted(got) == sorted(want) and scores[got].sum() == pytest.approx(
+            scores[want].sum(), abs=1e-6
+        )
 
 
 # Detokenization.
@@ -244,16 +259,23 @@ def _reference_decode(reference, ids, skip_special_tokens):
 
 
 @pytest.mark.parametrize("skip_special_tokens", [False, True])
-def test_detokenize_matches_the_reference_decode(tokenizer, reference, held_out_lines, hard_cases, skip_special_tokens):
+def test_detokenize_matches_the_reference_decode(
+    tokenizer, reference, held_out_lines, hard_cases, skip_special_tokens
+):
     rows = _reference_ids(reference, held_out_lines[:3000] + hard_cases, True)
     # Random ids too: sentinels, pad, eos and unk anywhere, first included.
     rng = random.Random(0)
     special = [0, 1, 2] + list(tokenizer.sentinel_token_ids[:5])
     rows += [
-        [rng.choice(special) if rng.random() < 0.3 else rng.randrange(3, VOCAB_SIZE) for _ in range(rng.randrange(12))]
+        [
+            rng.choice(special) if rng.random() < 0.3 else rng.randrange(3, VOCAB_SIZE)
+            for _ in range(rng.randrange(12))
+        ]
         for _ in range(500)
     ]
-    texts = tokenizer.detokenize(tf.ragged.constant(rows, tf.int32), skip_special_tokens=skip_special_tokens)
+    texts = tokenizer.detokenize(
+        tf.ragged.constant(rows, tf.int32), skip_special_tokens=skip_special_tokens
+    )
     texts = [text.decode("utf-8") for text in texts.numpy()]
     expected = [_reference_decode(reference, row, skip_special_tokens) for row in rows]
     different = [(row, got, want) for row, got, want in zip(rows, texts, expected) if got != want]
@@ -263,13 +285,21 @@ def test_detokenize_matches_the_reference_decode(tokenizer, reference, held_out_
 def test_detokenize_round_trip_and_shapes(tokenizer):
     text = "The <extra_id_0> walks in <extra_id_1> park."
     ids = tokenizer(text)
-    assert tokenizer.detokenize(ids).numpy().decode() == "The<extra_id_0> walks in<extra_id_1> park."
-    assert tokenizer.detokenize(ids, skip_special_tokens=True).numpy().decode() == "The walks in park."
+    assert (
+        tokenizer.detokenize(ids).numpy().decode() == "The<extra_id_0> walks in<extra_id_1> park."
+    )
+    assert (
+        tokenizer.detokenize(ids, skip_special_tokens=True).numpy().decode() == "The walks in park."
+    )
     batch = tokenizer.detokenize(tokenizer(["hello world", ""]))
     assert batch.shape == [2] and batch.numpy().tolist() == [b"hello world", b""]
-    dense = SentencePieceTokenizer(tokenizer.proto, sequence_length=8, add_eos=True)(["hello world"])
+    dense = SentencePieceTokenizer(tokenizer.proto, sequence_length=8, add_eos=True)(
+        ["hello world"]
+    )
     assert tokenizer.detokenize(dense).numpy().tolist() == [b"hello world"]  # pad and eos dropped
-    assert tokenizer.detokenize([[tokenizer.vocabulary_size(), -1]]).numpy().tolist() == [b"<unk><unk>"]
+    assert tokenizer.detokenize([[tokenizer.vocabulary_size(), -1]]).numpy().tolist() == [
+        b"<unk><unk>"
+    ]
     assert tokenizer.detokenize([]).numpy() == b""
     with pytest.raises(TypeError, match="`ids`"):
         tokenizer.detokenize([0.5, 1.5])
@@ -294,7 +324,12 @@ def test_output_shapes(proto_path, tokenizer):
     for row, ids in zip(dense.numpy().tolist(), ragged.to_list()):
         full = ids + [tokenizer.eos_token_id]
         assert row == (full + [tokenizer.pad_token_id] * 6)[:6]  # padded, or truncated at the end
-    assert SentencePieceTokenizer(proto_path, sequence_length=4)("").numpy().tolist() == [0, 0, 0, 0]
+    assert SentencePieceTokenizer(proto_path, sequence_length=4)("").numpy().tolist() == [
+        0,
+        0,
+        0,
+        0,
+    ]
 
 
 def test_special_tokens_in_strings_off(proto_path, tokenizer, held_out_lines):
@@ -333,23 +368,32 @@ def test_runs_in_tf_function(tokenizer, hard_cases):
     assert texts.numpy().tolist() == tokenizer.detokenize(tokenizer(hard_cases)).numpy().tolist()
 
 
-def test_saved_model(proto_path, hard_cases, tmp_path):
+def _save_tokenizer_module(path, tokenizer):
+    """Saves a `tf.Module` with `tokenize` / `detokenize` signatures around `tokenizer`."""
     module = tf.Module()
-    module.tokenizer = SentencePieceTokenizer(proto_path, add_eos=True, sequence_length=32)
+    module.tokenizer = tokenizer
     module.tokenize = tf.function(
         lambda texts: module.tokenizer(texts), input_signature=[tf.TensorSpec([None], tf.string)]
     )
     module.detokenize = tf.function(
-        lambda ids: module.tokenizer.detokenize(ids), input_signature=[tf.TensorSpec([None, None], tf.int32)]
+        lambda ids: module.tokenizer.detokenize(ids),
+        input_signature=[tf.TensorSpec([None, None], tf.int32)],
     )
-    expected = module.tokenizer(hard_cases).numpy()
-    tf.saved_model.save(module, str(tmp_path / "saved"))
-    del module
+    tf.saved_model.save(module, path)
+
+
+def test_saved_model(proto_path, hard_cases, tmp_path):
+    tokenizer = SentencePieceTokenizer(proto_path, add_eos=True, sequence_length=32)
+    expected = tokenizer(hard_cases).numpy()
+    _save_tokenizer_module(str(tmp_path / "saved"), tokenizer)
+    del tokenizer
     restored = tf.saved_model.load(str(tmp_path / "saved"))
     ids = restored.tokenize(tf.constant(hard_cases))
     np.testing.assert_array_equal(ids.numpy(), expected)
     texts = restored.detokenize(ids).numpy()
-    assert texts.tolist() == SentencePieceTokenizer(proto_path).detokenize(expected).numpy().tolist()
+    assert (
+        texts.tolist() == SentencePieceTokenizer(proto_path).detokenize(expected).numpy().tolist()
+    )
 
 
 @pytest.mark.slow
@@ -358,12 +402,17 @@ def test_saved_model_in_a_fresh_process(proto_path, tmp_path):
     module = tf.Module()
     module.tokenizer = SentencePieceTokenizer(proto_path, add_eos=True)
     module.tokenize = tf.function(
-        lambda texts: module.tokenizer(texts).to_tensor(-1), input_signature=[tf.TensorSpec([None], tf.string)]
+        lambda texts: module.tokenizer(texts).to_tensor(-1),
+        input_signature=[tf.TensorSpec([None], tf.string)],
     )
     texts = T5_CASES
     expected = module.tokenize(tf.constant(texts)).numpy()
     tf.saved_model.save(module, str(tmp_path / "saved"))
-    np.save(tmp_path / "texts.npy", np.array([t.encode() for t in texts], dtype=object), allow_pickle=True)
+    np.save(
+        tmp_path / "texts.npy",
+        np.array([t.encode() for t in texts], dtype=object),
+        allow_pickle=True,
+    )
     script = (
         "import sys, numpy as np, tensorflow as tf, tensorflow_text\n"
         "texts = np.load(sys.argv[1] + '/texts.npy', allow_pickle=True)\n"
@@ -443,11 +492,25 @@ def test_models_t5_cannot_use(tmp_path):
         SentencePieceTokenizer(train(model_type="unigram", eos_id=1, unk_id=0, bos_id=-1))
     with pytest.raises(ValueError, match="`proto` uses byte fallback"):
         SentencePieceTokenizer(
-            train(model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, vocab_size=300)
+            train(
+                model_type="unigram",
+                pad_id=0,
+                eos_id=1,
+                unk_id=2,
+                bos_id=-1,
+                byte_fallback=True,
+                vocab_size=300,
+            )
         )
 
 
 def test_non_string_inputs(tokenizer):
-    for bad in (123, [1, 2], tf.constant([1, 2]), np.array([1.0]), tf.ragged.constant([["a"], ["b", "c"]])):
+    for bad in (
+        123,
+        [1, 2],
+        tf.constant([1, 2]),
+        np.array([1.0]),
+        tf.ragged.constant([["a"], ["b", "c"]]),
+    ):
         with pytest.raises(TypeError, match="`inputs`"):
             tokenizer.tokenize(bad)

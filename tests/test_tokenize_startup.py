@@ -46,7 +46,9 @@ def _reference(max_chars_per_word=100):
 
 
 def _want(texts, max_chars_per_word=100):
-    return [e.ids for e in _reference(max_chars_per_word).encode_batch(texts, add_special_tokens=False)]
+    return [
+        e.ids for e in _reference(max_chars_per_word).encode_batch(texts, add_special_tokens=False)
+    ]
 
 
 def test_tokenizer_graph_is_small_and_has_no_control_flow():
@@ -105,7 +107,9 @@ def test_recoded_characters_are_word_characters_for_fast_wordpiece():
 
 def test_plain_rows_need_nothing_but_ascii_lower_casing():
     """Every non-ASCII character a plain row may hold is left alone by the reference normaliser."""
-    normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True, strip_accents=True, handle_chinese_chars=False)
+    normalizer = tokenizers.normalizers.BertNormalizer(
+        lowercase=True, strip_accents=True, handle_chinese_chars=False
+    )
     other, word = recoding._plain_classes()
     allowed = np.flatnonzero((other | word) & (np.arange(len(other)) >= 0x80))
     assert len(allowed) > 300
@@ -128,7 +132,9 @@ def test_vocabulary_with_unmatchable_tokens_keeps_its_ids():
 def test_parity_when_the_vocabulary_holds_characters_icu_decomposes_and_the_reference_does_not():
     """With such characters (or their decompositions) in the vocabulary, they must stay
     whole through ICU's NFD, as in the reference: the recoding then protects them."""
-    protected = [chr(c) for first, last in charsets.NFD_PROTECTED for c in range(first, last + 1)][:3]
+    protected = [chr(c) for first, last in charsets.NFD_PROTECTED for c in range(first, last + 1)][
+        :3
+    ]
     decomposed = [tf_text.normalize_utf8(c, "NFD").numpy().decode("utf-8") for c in protected]
     pieces = sorted(set(protected) | set("".join(decomposed)))
     vocab = ["[PAD]", "[UNK]", "x", "##x"] + pieces + ["##" + p for p in pieces]
@@ -149,11 +155,22 @@ def test_python_and_re2_plain_row_patterns_agree(max_chars_per_word):
     other, word = recoding._plain_classes()
     plain = np.flatnonzero(other | word)
     rng = np.random.default_rng(0)
-    alphabet = [chr(c) for c in rng.choice(plain, 200)] + ["é", "\u0301", "Ж", "中", "\x00", "\U0001f600", "a", " "]
+    alphabet = [chr(c) for c in rng.choice(plain, 200)] + [
+        "é",
+        "\u0301",
+        "Ж",
+        "中",
+        "\x00",
+        "\U0001f600",
+        "a",
+        " ",
+    ]
     texts = ["".join(rng.choice(alphabet, rng.integers(0, 12))) for _ in range(3000)]
     texts += ["a" * n for n in range(1, 8)] + ["─" * n + " b" for n in range(1, 8)]
     python = recoding.plain_rows_python_regex(max_chars_per_word)
-    re2 = tf.strings.regex_full_match(tf.constant(texts), recoding.plain_rows_pattern(max_chars_per_word)).numpy()
+    re2 = tf.strings.regex_full_match(
+        tf.constant(texts), recoding.plain_rows_pattern(max_chars_per_word)
+    ).numpy()
     assert [bool(python.fullmatch(t)) for t in texts] == re2.tolist()
     assert 0.05 < re2.mean() < 0.95
 

@@ -31,28 +31,44 @@ def tokenizer():
 def _pretraining_batches(preset, tokenizer):
     kind = get_preset(preset)["kind"]
     train, _ = training_data.pretraining_datasets(
-        kind, tokenizer, "default", sequence_length=SEQ, batch_size=BATCH, seed=0)
+        kind, tokenizer, "default", sequence_length=SEQ, batch_size=BATCH, seed=0
+    )
     return train
 
 
 def _classification_batches(tokenizer):
-    texts = tf.constant(["a hacker is a person who enjoys exploring the details of systems",
-                         "the act of moving something", "a small furry animal", "to run quickly"] * 4)
+    texts = tf.constant(
+        [
+            "a hacker is a person who enjoys exploring the details of systems",
+            "the act of moving something",
+            "a small furry animal",
+            "to run quickly",
+        ]
+        * 4
+    )
     labels = tf.constant([18, 4, 5, 38] * 4, tf.int32)
     examples = tf.data.Dataset.from_tensor_slices((texts, labels))
     return tfmoe_data.classification_dataset(
-        examples, tokenizer, sequence_length=SEQ, batch_size=BATCH, shuffle_buffer_size=0,
-        repeat=True)
+        examples,
+        tokenizer,
+        sequence_length=SEQ,
+        batch_size=BATCH,
+        shuffle_buffer_size=0,
+        repeat=True,
+    )
 
 
 def _compile(model):
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=True)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
 
 
 def _assert_static_training(model, dataset):
     """The whole train step (forward, backward, update) lowers to fully static HLO, and runs."""
+
     @tf.function(jit_compile=True)
     def step(*data):  # (features, labels[, sample_weight])
         return model.train_step(data)
@@ -90,21 +106,30 @@ def test_classification_pipeline_has_static_shapes(tokenizer):
 
 def test_dynamic_shapes_are_reported_by_name():
     dataset = tf.data.Dataset.from_tensor_slices(
-        {"token_ids": np.zeros([5, 8], np.int32), "padding_mask": np.ones([5, 8], np.int32)}).batch(2)
-    with pytest.raises(ValueError, match=r"\['padding_mask'\]: \(None, 8\).*\['token_ids'\]: \(None, 8\)"):
+        {"token_ids": np.zeros([5, 8], np.int32), "padding_mask": np.ones([5, 8], np.int32)}
+    ).batch(2)
+    with pytest.raises(
+        ValueError, match=r"\['padding_mask'\]: \(None, 8\).*\['token_ids'\]: \(None, 8\)"
+    ):
         assert_static_shapes(dataset, name="train")
-    ragged = tf.data.Dataset.from_tensor_slices(tf.ragged.constant([[1, 2], [3]])).batch(2, drop_remainder=True)
+    ragged = tf.data.Dataset.from_tensor_slices(tf.ragged.constant([[1, 2], [3]])).batch(
+        2, drop_remainder=True
+    )
     assert "RaggedTensorSpec" in dynamic_dimensions(ragged.element_spec)[0]
 
 
 # The decoder-only presets and the dense baselines compile like the encoder-decoder, whose
 # stacks they share: run by `make test-all`.
-@pytest.mark.parametrize("preset", [
-    "switch_tiny_8",
-    pytest.param("switch_lm_tiny_8", marks=pytest.mark.slow),
-    pytest.param("glam_tiny_8", marks=pytest.mark.slow),
-    pytest.param("dense_tiny", marks=pytest.mark.slow),
-    pytest.param("dense_lm_tiny", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "switch_tiny_8",
+        pytest.param("switch_lm_tiny_8", marks=pytest.mark.slow),
+        pytest.param("glam_tiny_8", marks=pytest.mark.slow),
+        pytest.param("dense_tiny", marks=pytest.mark.slow),
+        pytest.param("dense_lm_tiny", marks=pytest.mark.slow),
+    ],
+)
 def test_tiny_preset_training_step_compiles_static_with_einsum_dispatch(preset, tokenizer):
     dataset = assert_static_shapes(_pretraining_batches(preset, tokenizer))
     model = build_model(preset, tokenizer, dispatch="einsum", **SMALL)
@@ -116,7 +141,11 @@ def test_tiny_preset_training_step_compiles_static_with_einsum_dispatch(preset, 
 def test_tiny_classifier_training_step_compiles_static_with_einsum_dispatch(tokenizer):
     dataset = assert_static_shapes(_classification_batches(tokenizer))
     model = SwitchClassifier.from_preset(
-        "switch_tiny_8", num_classes=45, vocabulary_size=tokenizer.vocabulary_size(),
-        dispatch="einsum", **{k: v for k, v in SMALL.items()})
+        "switch_tiny_8",
+        num_classes=45,
+        vocabulary_size=tokenizer.vocabulary_size(),
+        dispatch="einsum",
+        **{k: v for k, v in SMALL.items()},
+    )
     _compile(model)
     _assert_static_training(model, dataset)

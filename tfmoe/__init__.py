@@ -19,7 +19,16 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("layers", "tokenize", "models", "data", "export", "convert", "distribute", "training")
+_SUBPACKAGES = (
+    "layers",
+    "tokenize",
+    "models",
+    "data",
+    "export",
+    "convert",
+    "distribute",
+    "training",
+)
 
 
 def __getattr__(name):

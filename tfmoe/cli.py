@@ -13,6 +13,7 @@ from absl import flags
 
 def failer(prog):
     """`fail(message)`: prints `PROG: error: MESSAGE` on stderr and exits with status 2."""
+
     def fail(message):
         print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -39,11 +39,17 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--sequence_length", type=int, default=64)
     parser.add_argument("--output_dir", default=os.path.join("runs", "demo"))
-    parser.add_argument("--export_dir", default=os.path.join("saved_models", "demo_lm"),
-                        help="model directory (TF Serving's base path); the SavedModel goes to "
-                             "EXPORT_DIR/VERSION/")
-    parser.add_argument("--version", type=int, default=1,
-                        help="model version: the SavedModel's sub-directory (replaced if present)")
+    parser.add_argument(
+        "--export_dir",
+        default=os.path.join("saved_models", "demo_lm"),
+        help="model directory (TF Serving's base path); the SavedModel goes to EXPORT_DIR/VERSION/",
+    )
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=1,
+        help="model version: the SavedModel's sub-directory (replaced if present)",
+    )
     parser.add_argument("--fresh", action="store_true", help="delete --output_dir first")
     parser.add_argument("--prompt", default=PROMPT)
     args = parser.parse_args(argv)
@@ -61,8 +67,9 @@ def answer_with_model(model, tokenizer, prompt, max_length=24):
     mask = np.arange(max_length)[None, :] < ids.shape[1]
     ids = np.pad(ids, [(0, 0), (0, max_length - ids.shape[1])])
     model.compile(sampler="greedy")
-    out = model.generate({"token_ids": ids, "padding_mask": mask},
-                         stop_token_ids=(model.backbone.eos_token_id,))
+    out = model.generate(
+        {"token_ids": ids, "padding_mask": mask}, stop_token_ids=(model.backbone.eos_token_id,)
+    )
     tokens = out["token_ids"][0][: int(np.sum(out["padding_mask"][0]))]
     return tokenizer.detokenize(tf.constant(tokens)[None])[0].numpy().decode("utf-8", "replace")
 
@@ -88,10 +95,14 @@ def export_and_answer(model, tokenizer, export_dir, version, prompt):
     print(f"export: SavedModel written to {version_dir}")
     served = tf.saved_model.load(version_dir).signatures["serving_default"]
     outputs = served(text=tf.constant([prompt]))
-    texts = {name: value.numpy()[0].decode("utf-8", "replace") for name, value in outputs.items()
-             if value.dtype == tf.string}
+    texts = {
+        name: value.numpy()[0].decode("utf-8", "replace")
+        for name, value in outputs.items()
+        if value.dtype == tf.string
+    }
     return " | ".join(f"{name}: {text!r}" for name, text in texts.items()) or str(
-        {name: value.numpy()[0].tolist() for name, value in outputs.items()})
+        {name: value.numpy()[0].tolist() for name, value in outputs.items()}
+    )
 
 
 def main(argv=None):
@@ -101,22 +112,38 @@ def main(argv=None):
 
     if args.fresh:
         shutil.rmtree(args.output_dir, ignore_errors=True)
-    print(f"tfmoe demo: pre-training {args.model} on the bundled Jargon File for {args.steps} steps "
-          f"({args.batch_size}x{args.sequence_length} tokens per step), outputs in {args.output_dir}")
-    result = run_pretraining(PretrainConfig(
-        model=args.model, dataset="default", steps=args.steps, steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size, sequence_length=args.sequence_length, learning_rate=2e-3,
-        warmup_steps=30, output_dir=args.output_dir, verbose=2 if not sys.stdout.isatty() else 1))
+    print(
+        f"tfmoe demo: pre-training {args.model} on the bundled Jargon File for {args.steps} steps "
+        f"({args.batch_size}x{args.sequence_length} tokens per step), outputs in {args.output_dir}"
+    )
+    result = run_pretraining(
+        PretrainConfig(
+            model=args.model,
+            dataset="default",
+            steps=args.steps,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            sequence_length=args.sequence_length,
+            learning_rate=2e-3,
+            warmup_steps=30,
+            output_dir=args.output_dir,
+            verbose=2 if not sys.stdout.isatty() else 1,
+        )
+    )
     print()
     print(format_summary(result))
-    print(f"plots: {os.path.join(args.output_dir, 'loss_curves.png')}, "
-          f"{os.path.join(args.output_dir, 'expert_load_heatmap.png')}")
+    print(
+        f"plots: {os.path.join(args.output_dir, 'loss_curves.png')}, "
+        f"{os.path.join(args.output_dir, 'expert_load_heatmap.png')}"
+    )
     model, tokenizer = result["model_object"], result["tokenizer"]
     served = export_and_answer(model, tokenizer, args.export_dir, args.version, args.prompt)
     if served is not None:
         print(f"request {args.prompt!r} -> served by the SavedModel: {served}")
     else:
-        print(f"request {args.prompt!r} -> model.generate: {answer_with_model(model, tokenizer, args.prompt)!r}")
+        print(
+            f"request {args.prompt!r} -> model.generate: {answer_with_model(model, tokenizer, args.prompt)!r}"
+        )
     print(f"demo finished in {time.time() - start:.0f} s")
 
 

@@ -20,18 +20,31 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Convert a Hugging Face Switch Transformers checkpoint to a tfmoe "
-                    "keras-hub preset directory.")
-    parser.add_argument("--hf_dir", required=True,
-                        help="directory with config.json, (sharded) safetensors and "
-                             "spiece.model")
-    parser.add_argument("--output", required=True,
-                        help="preset directory to write (must not exist or be empty)")
-    parser.add_argument("--eval_capacity_factor", type=float, default=None,
-                        help="inference capacity factor (default: num_experts, no drops)")
-    parser.add_argument("--encoder_sequence_length", type=int, default=512,
-                        help="preprocessor encoder length")
-    parser.add_argument("--decoder_sequence_length", type=int, default=128,
-                        help="preprocessor decoder length (generate's default max_length)")
+        "keras-hub preset directory.",
+    )
+    parser.add_argument(
+        "--hf_dir",
+        required=True,
+        help="directory with config.json, (sharded) safetensors and spiece.model",
+    )
+    parser.add_argument(
+        "--output", required=True, help="preset directory to write (must not exist or be empty)"
+    )
+    parser.add_argument(
+        "--eval_capacity_factor",
+        type=float,
+        default=None,
+        help="inference capacity factor (default: num_experts, no drops)",
+    )
+    parser.add_argument(
+        "--encoder_sequence_length", type=int, default=512, help="preprocessor encoder length"
+    )
+    parser.add_argument(
+        "--decoder_sequence_length",
+        type=int,
+        default=128,
+        help="preprocessor decoder length (generate's default max_length)",
+    )
     args = parser.parse_args(argv)
     output = os.path.abspath(args.output)
     if not os.path.isdir(os.path.dirname(output)):
@@ -47,11 +60,17 @@ def main(argv=None):
         overrides["eval_capacity_factor"] = args.eval_capacity_factor
     try:
         model = hf_switch_to_preset(
-            args.hf_dir, args.output, encoder_sequence_length=args.encoder_sequence_length,
-            decoder_sequence_length=args.decoder_sequence_length, progress=True, **overrides)
+            args.hf_dir,
+            args.output,
+            encoder_sequence_length=args.encoder_sequence_length,
+            decoder_sequence_length=args.decoder_sequence_length,
+            progress=True,
+            **overrides,
+        )
     except (ValueError, OSError) as error:  # OSError: FileNotFoundError, unwritable output
-        return fail(str(error).strip().splitlines()[0] if str(error).strip()
-                    else type(error).__name__)
+        return fail(
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
     print(f"Saved {model.count_params():,} parameters and the tokenizer to {args.output}")
     return 0
 

@@ -38,40 +38,114 @@ from tfmoe.convert.safetensors_checkpoint import SafetensorsCheckpoint
 
 # `SwitchTransformersConfig` defaults, used for fields missing from a config.json.
 HF_DEFAULTS = dict(
-    vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12,
-    num_sparse_encoder_layers=3, num_decoder_layers=None, num_sparse_decoder_layers=3,
-    num_heads=12, num_experts=8, router_bias=False, router_jitter_noise=0.01,
-    router_dtype="float32", relative_attention_num_buckets=32,
-    relative_attention_max_distance=128, dropout_rate=0.1, layer_norm_epsilon=1e-6,
-    router_z_loss_coef=0.001, router_aux_loss_coef=0.001, dense_act_fn="relu",
-    tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, is_encoder_decoder=True,
-    router_ignore_padding_tokens=False, expert_capacity=64)
+    vocab_size=32128,
+    d_model=768,
+    d_kv=64,
+    d_ff=2048,
+    num_layers=12,
+    num_sparse_encoder_layers=3,
+    num_decoder_layers=None,
+    num_sparse_decoder_layers=3,
+    num_heads=12,
+    num_experts=8,
+    router_bias=False,
+    router_jitter_noise=0.01,
+    router_dtype="float32",
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    dropout_rate=0.1,
+    layer_norm_epsilon=1e-6,
+    router_z_loss_coef=0.001,
+    router_aux_loss_coef=0.001,
+    dense_act_fn="relu",
+    tie_word_embeddings=True,
+    pad_token_id=0,
+    eos_token_id=1,
+    is_encoder_decoder=True,
+    router_ignore_padding_tokens=False,
+    expert_capacity=64,
+)
 
 logger = logging.getLogger("tfmoe.convert")
 
 # Fields that `switch_transformer_arguments` maps or checks.
 MAPPED_FIELDS = frozenset(HF_DEFAULTS) | {
-    "model_type", "decoder_start_token_id", "encoder_sparse_step", "decoder_sparse_step",
-    "hidden_size", "num_attention_heads", "num_hidden_layers", "is_gated_act",
-    "feed_forward_proj", "router_type", "num_selected_experts", "batch_prioritized_routing"}
+    "model_type",
+    "decoder_start_token_id",
+    "encoder_sparse_step",
+    "decoder_sparse_step",
+    "hidden_size",
+    "num_attention_heads",
+    "num_hidden_layers",
+    "is_gated_act",
+    "feed_forward_proj",
+    "router_type",
+    "num_selected_experts",
+    "batch_prioritized_routing",
+}
 
 # Fields that do not change the converted model's inference: bookkeeping, training-only
 # options of transformers, generation defaults (`generate` takes its own arguments).
-NO_EFFECT_FIELDS = frozenset({
-    "_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype",
-    "use_cache", "add_router_probs", "output_router_logits", "initializer_factor",
-    "is_decoder", "add_cross_attention", "bos_token_id", "sep_token_id",
-    "output_hidden_states", "output_attentions", "return_dict", "torchscript",
-    "use_bfloat16", "tf_legacy_loss", "pruned_heads", "chunk_size_feed_forward",
-    "cross_attention_hidden_size", "tie_encoder_decoder", "problem_type", "id2label",
-    "label2id", "finetuning_task", "tokenizer_class", "prefix", "task_specific_params",
-    "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
-    "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p",
-    "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
-    "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences",
-    "output_scores", "return_dict_in_generate", "forced_bos_token_id",
-    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
-    "suppress_tokens", "begin_suppress_tokens", "gradient_checkpointing"})
+NO_EFFECT_FIELDS = frozenset(
+    {
+        "_name_or_path",
+        "architectures",
+        "transformers_version",
+        "torch_dtype",
+        "dtype",
+        "use_cache",
+        "add_router_probs",
+        "output_router_logits",
+        "initializer_factor",
+        "is_decoder",
+        "add_cross_attention",
+        "bos_token_id",
+        "sep_token_id",
+        "output_hidden_states",
+        "output_attentions",
+        "return_dict",
+        "torchscript",
+        "use_bfloat16",
+        "tf_legacy_loss",
+        "pruned_heads",
+        "chunk_size_feed_forward",
+        "cross_attention_hidden_size",
+        "tie_encoder_decoder",
+        "problem_type",
+        "id2label",
+        "label2id",
+        "finetuning_task",
+        "tokenizer_class",
+        "prefix",
+        "task_specific_params",
+        "max_length",
+        "min_length",
+        "do_sample",
+        "early_stopping",
+        "num_beams",
+        "num_beam_groups",
+        "diversity_penalty",
+        "temperature",
+        "top_k",
+        "top_p",
+        "typical_p",
+        "repetition_penalty",
+        "length_penalty",
+        "no_repeat_ngram_size",
+        "encoder_no_repeat_ngram_size",
+        "bad_words_ids",
+        "num_return_sequences",
+        "output_scores",
+        "return_dict_in_generate",
+        "forced_bos_token_id",
+        "forced_eos_token_id",
+        "remove_invalid_values",
+        "exponential_decay_length_penalty",
+        "suppress_tokens",
+        "begin_suppress_tokens",
+        "gradient_checkpointing",
+    }
+)
 
 # Hugging Face `ACT2FN` names -> Keras activations with the same definition.
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu"}
@@ -130,15 +204,15 @@ def build_switch_transformer(kwargs, checkpoint, progress=False, **overrides):
     """
     from tfmoe.models import SwitchSeq2SeqBackbone, SwitchTransformer
 
-    unknown = sorted(set(overrides) - SwitchSeq2SeqBackbone.accepted_arguments()
-                     - {"layout"})
+    unknown = sorted(set(overrides) - SwitchSeq2SeqBackbone.accepted_arguments() - {"layout"})
     if unknown:
         raise ValueError(f"Unknown override(s) {unknown} for SwitchSeq2SeqBackbone.")
     kwargs = dict(kwargs)
     if not kwargs["tie_embeddings"]:
         encoder_name, decoder_name = input_embedding_names(checkpoint, tie_embeddings=False)
         kwargs["separate_input_embeddings"] = encoder_name != decoder_name and (
-            not np.array_equal(checkpoint.get(encoder_name), checkpoint.get(decoder_name)))
+            not np.array_equal(checkpoint.get(encoder_name), checkpoint.get(decoder_name))
+        )
     kwargs.update(overrides)
     model = SwitchTransformer(SwitchSeq2SeqBackbone(**kwargs))
     load_hf_weights(model, checkpoint, progress=progress)
@@ -194,36 +268,47 @@ def switch_transformer_arguments(config):
     _check_fields(config)
     model_type = config.get("model_type", "switch_transformers")
     if model_type != "switch_transformers":
-        raise ValueError(f"config field `model_type` must be 'switch_transformers', "
-                         f"got {model_type!r}.")
+        raise ValueError(
+            f"config field `model_type` must be 'switch_transformers', got {model_type!r}."
+        )
     if not config["is_encoder_decoder"]:
         raise ValueError("config field `is_encoder_decoder` must be true.")
     if config["router_bias"]:
-        raise ValueError("config field `router_bias`=true is not supported: tfmoe routers "
-                         "have no bias.")
+        raise ValueError(
+            "config field `router_bias`=true is not supported: tfmoe routers have no bias."
+        )
     act = config.get("feed_forward_proj", config["dense_act_fn"])
     if config.get("is_gated_act") or str(act).startswith("gated-"):
         raise ValueError(
             f"config field `{'is_gated_act' if config.get('is_gated_act') else 'dense_act_fn'}`:"
             " gated experts are not supported: transformers' SwitchTransformers builds "
-            "`wi` / `wo` experts only, so no Switch checkpoint holds gated ones.")
+            "`wi` / `wo` experts only, so no Switch checkpoint holds gated ones."
+        )
     if act not in ACTIVATIONS:
-        raise ValueError(f"config field `dense_act_fn`={act!r} is not supported; "
-                         f"supported: {sorted(ACTIVATIONS)}.")
+        raise ValueError(
+            f"config field `dense_act_fn`={act!r} is not supported; "
+            f"supported: {sorted(ACTIVATIONS)}."
+        )
     eos = config["eos_token_id"]
     if isinstance(eos, (list, tuple)):
         if len(eos) != 1:
             raise ValueError(f"config field `eos_token_id`={eos}: tfmoe takes one eos id.")
         eos = eos[0]
-    for field, expected in (("router_type", "tokens_masked"), ("num_selected_experts", 1),
-                            ("batch_prioritized_routing", False)):
+    for field, expected in (
+        ("router_type", "tokens_masked"),
+        ("num_selected_experts", 1),
+        ("batch_prioritized_routing", False),
+    ):
         if config.get(field, expected) != expected:
             raise ValueError(
                 f"config field `{field}`={config[field]!r} is not supported: transformers "
-                f"and tfmoe route each token to its top-1 expert ({field}={expected!r}).")
+                f"and tfmoe route each token to its top-1 expert ({field}={expected!r})."
+            )
     if config.get("hidden_size", config["d_model"]) != config["d_model"]:
-        raise ValueError(f"config field `hidden_size`={config['hidden_size']} differs from "
-                         f"`d_model`={config['d_model']}.")
+        raise ValueError(
+            f"config field `hidden_size`={config['hidden_size']} differs from "
+            f"`d_model`={config['d_model']}."
+        )
     num_layers = int(config["num_layers"])
     num_decoder_layers = config["num_decoder_layers"]
     num_decoder_layers = num_layers if num_decoder_layers is None else int(num_decoder_layers)
@@ -267,15 +352,19 @@ def _check_fields(config):
         raise ValueError(
             f"config field(s) {', '.join(f'`{name}`' for name in unknown)} are unknown to "
             "the converter and may change the computation: remove them from config.json "
-            "if they do not.")
+            "if they do not."
+        )
     ignored = sorted(set(config) & NO_EFFECT_FIELDS)
     if ignored:
-        logger.info("Ignoring config.json fields that do not change inference: %s",
-                    ", ".join(ignored))
+        logger.info(
+            "Ignoring config.json fields that do not change inference: %s", ", ".join(ignored)
+        )
     if "expert_capacity" in config:
-        logger.info("config.json expert_capacity=%s (tokens per expert and sequence) is "
-                    "replaced by eval_capacity_factor=num_experts: no token is dropped.",
-                    config["expert_capacity"])
+        logger.info(
+            "config.json expert_capacity=%s (tokens per expert and sequence) is "
+            "replaced by eval_capacity_factor=num_experts: no token is dropped.",
+            config["expert_capacity"],
+        )
 
 
 def _sparse_step(config, stack, num_layers):
@@ -334,16 +423,26 @@ def hf_weight_plan(model, input_embeddings=(SHARED_EMBEDDING, SHARED_EMBEDDING))
     if not backbone.tie_embeddings:
         yield backbone.token_embedding.reverse_embeddings, ["lm_head.weight"], _linear
     for s, stack in (("encoder", backbone.encoder), ("decoder", backbone.decoder)):
-        yield (stack.relative_position_bias.embeddings,
-               [f"{s}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], _copy)
+        yield (
+            stack.relative_position_bias.embeddings,
+            [f"{s}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],
+            _copy,
+        )
         yield stack.final_layer_norm.scale, [f"{s}.final_layer_norm.weight"], _copy
         for i, block in enumerate(stack.blocks):
             p = f"{s}.block.{i}.layer"
-            attentions = [(block.self_attention_layer_norm, block.self_attention,
-                           f"{p}.0", "SelfAttention")]
+            attentions = [
+                (block.self_attention_layer_norm, block.self_attention, f"{p}.0", "SelfAttention")
+            ]
             if s == "decoder":
-                attentions.append((block.cross_attention_layer_norm, block.cross_attention,
-                                   f"{p}.1", "EncDecAttention"))
+                attentions.append(
+                    (
+                        block.cross_attention_layer_norm,
+                        block.cross_attention,
+                        f"{p}.1",
+                        "EncDecAttention",
+                    )
+                )
             for norm, attention, prefix, hf_name in attentions:
                 yield norm.scale, [f"{prefix}.layer_norm.weight"], _copy
                 for w in "qkvo":
@@ -354,11 +453,13 @@ def hf_weight_plan(model, input_embeddings=(SHARED_EMBEDDING, SHARED_EMBEDDING))
             if block.is_sparse:
                 yield ff.router.kernel, [f"{f}.mlp.router.classifier.weight"], _linear
                 for w in ff.experts.kernel_names:
-                    yield (getattr(ff.experts, w),
-                           [f"{f}.mlp.experts.expert_{j}.{w}.weight"
-                            for j in range(ff.num_experts)],
-                           _stack_experts if ff.experts.stored_out_in(w)
-                           else _stack_transposed_experts)
+                    yield (
+                        getattr(ff.experts, w),
+                        [f"{f}.mlp.experts.expert_{j}.{w}.weight" for j in range(ff.num_experts)],
+                        _stack_experts
+                        if ff.experts.stored_out_in(w)
+                        else _stack_transposed_experts,
+                    )
             else:
                 for w in ("wi", "wo"):
                     yield getattr(ff, w), [f"{f}.mlp.{w}.weight"], _linear
@@ -394,7 +495,8 @@ def load_hf_weights(model, checkpoint, progress=False):
         raise ValueError(
             "Checkpoint does not match the converted SwitchTransformer "
             f"(check config.json{_num_experts_hint(model, available)}): "
-            f"{_listing('missing', missing)}; {_listing('unmapped', unmapped)}.")
+            f"{_listing('missing', missing)}; {_listing('unmapped', unmapped)}."
+        )
     mismatches, non_finite = [], []
     bar = None
     if progress:
@@ -408,18 +510,22 @@ def load_hf_weights(model, checkpoint, progress=False):
         non_finite.extend(name for name, array in zip(names, arrays) if not _all_finite(array))
         value = convert(arrays)
         if tuple(value.shape) != tuple(variable.shape):
-            mismatches.append(f"{names[0]}: {tuple(value.shape)} -> {variable.path} "
-                              f"{tuple(variable.shape)}")
+            mismatches.append(
+                f"{names[0]}: {tuple(value.shape)} -> {variable.path} {tuple(variable.shape)}"
+            )
             continue
         variable.assign(value.astype(variable.dtype))
     if bar is not None:
         bar.update(len(plan), finalize=True)
     if mismatches:
-        raise ValueError("Weight shape mismatch (checkpoint shape -> tfmoe variable): "
-                         + "; ".join(mismatches))
+        raise ValueError(
+            "Weight shape mismatch (checkpoint shape -> tfmoe variable): " + "; ".join(mismatches)
+        )
     if non_finite:
-        raise ValueError("Checkpoint weights hold NaN or Inf values (a corrupted file?): "
-                         f"{_listing('non-finite', sorted(non_finite))}.")
+        raise ValueError(
+            "Checkpoint weights hold NaN or Inf values (a corrupted file?): "
+            f"{_listing('non-finite', sorted(non_finite))}."
+        )
 
 
 def _all_finite(array):
@@ -429,26 +535,34 @@ def _all_finite(array):
 
 def _num_experts_hint(model, checkpoint_names):
     """`": num_experts=N but the checkpoint has M experts"` when they differ, else `""`."""
-    experts = {int(m.group(1)) for name in checkpoint_names
-               if (m := re.search(r"\.mlp\.experts\.expert_(\d+)\.", name))}
+    experts = {
+        int(m.group(1))
+        for name in checkpoint_names
+        if (m := re.search(r"\.mlp\.experts\.expert_(\d+)\.", name))
+    }
     if not experts or max(experts) + 1 == model.backbone.num_experts:
         return ""
     return f": num_experts={model.backbone.num_experts} but the checkpoint has {max(experts) + 1} experts"
 
 
 def _check_one_input_embedding(checkpoint, encoder_name, decoder_name):
-    if encoder_name == decoder_name or encoder_name not in checkpoint or (
-            decoder_name not in checkpoint):
+    if (
+        encoder_name == decoder_name
+        or encoder_name not in checkpoint
+        or (decoder_name not in checkpoint)
+    ):
         return
     if not np.array_equal(checkpoint.get(encoder_name), checkpoint.get(decoder_name)):
         raise ValueError(
             f"{encoder_name} and {decoder_name} differ: convert with "
-            "separate_input_embeddings=True.")
+            "separate_input_embeddings=True."
+        )
 
 
 def _listing(label, names, limit=20):
-    shown = ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)"
-                                        if len(names) > limit else "")
+    shown = ", ".join(names[:limit]) + (
+        f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    )
     return f"{len(names)} {label} weight(s) [{shown}]"
 
 

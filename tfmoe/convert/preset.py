@@ -22,9 +22,14 @@ DEFAULT_ENCODER_SEQUENCE_LENGTH = 512
 DEFAULT_DECODER_SEQUENCE_LENGTH = 128
 
 
-def hf_switch_to_preset(hf_dir, preset_dir, encoder_sequence_length=DEFAULT_ENCODER_SEQUENCE_LENGTH,
-                        decoder_sequence_length=DEFAULT_DECODER_SEQUENCE_LENGTH,
-                        progress=False, **overrides):
+def hf_switch_to_preset(
+    hf_dir,
+    preset_dir,
+    encoder_sequence_length=DEFAULT_ENCODER_SEQUENCE_LENGTH,
+    decoder_sequence_length=DEFAULT_DECODER_SEQUENCE_LENGTH,
+    progress=False,
+    **overrides,
+):
     """Converts Hugging Face directory `hf_dir` into keras-hub preset `preset_dir`.
 
     Args:
@@ -57,17 +62,21 @@ def hf_switch_to_preset(hf_dir, preset_dir, encoder_sequence_length=DEFAULT_ENCO
     extra_ids = _extra_ids(hf_dir)
 
     from tfmoe.convert.hf_switch import build_switch_transformer
-    from tfmoe.models import SwitchSeq2SeqLMPreprocessor, SwitchSentencePieceTokenizer
+    from tfmoe.models import SwitchSentencePieceTokenizer, SwitchSeq2SeqLMPreprocessor
 
     model = build_switch_transformer(kwargs, checkpoint, progress=progress, **overrides)
     tokenizer = SwitchSentencePieceTokenizer(spiece_path, extra_ids=extra_ids)
     if tokenizer.vocabulary_size() > kwargs["vocabulary_size"]:
-        raise ValueError(f"{SPIECE_FILE} has {tokenizer.vocabulary_size()} ids (with "
-                         f"{extra_ids} sentinels), more than the model's vocab_size "
-                         f"({kwargs['vocabulary_size']}).")
+        raise ValueError(
+            f"{SPIECE_FILE} has {tokenizer.vocabulary_size()} ids (with "
+            f"{extra_ids} sentinels), more than the model's vocab_size "
+            f"({kwargs['vocabulary_size']})."
+        )
     model.preprocessor = SwitchSeq2SeqLMPreprocessor(
-        tokenizer, encoder_sequence_length=encoder_sequence_length,
-        decoder_sequence_length=decoder_sequence_length)
+        tokenizer,
+        encoder_sequence_length=encoder_sequence_length,
+        decoder_sequence_length=decoder_sequence_length,
+    )
     model.save_to_preset(preset_dir)
     return model
 
@@ -81,5 +90,8 @@ def _extra_ids(hf_dir):
             config = json.load(f)
     except ValueError as error:
         raise ValueError(f"{path} is not valid JSON: {error}.") from None
-    return int(config.get("extra_ids", DEFAULT_EXTRA_IDS)) if isinstance(config, dict) else (
-        DEFAULT_EXTRA_IDS)
+    return (
+        int(config.get("extra_ids", DEFAULT_EXTRA_IDS))
+        if isinstance(config, dict)
+        else (DEFAULT_EXTRA_IDS)
+    )

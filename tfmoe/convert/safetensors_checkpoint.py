@@ -41,8 +41,10 @@ class SafetensorsCheckpoint:
         if not os.path.isdir(self.directory):
             raise FileNotFoundError(f"No such directory: {self.directory!r}.")
         if os.path.exists(index_path):
-            self._files = {name: os.path.join(self.directory, shard)
-                           for name, shard in _read_weight_map(index_path).items()}
+            self._files = {
+                name: os.path.join(self.directory, shard)
+                for name, shard in _read_weight_map(index_path).items()
+            }
             missing = sorted({p for p in self._files.values() if not os.path.exists(p)})
             if missing:
                 raise ValueError(f"{index_path} names missing shard file(s): {missing}.")
@@ -51,11 +53,15 @@ class SafetensorsCheckpoint:
         elif os.path.exists(single_path):
             self._files = {name: single_path for name in _tensor_names(single_path)}
         else:
-            present = sorted(os.listdir(self.directory)) if os.path.isdir(
-                self.directory) else "no such directory"
+            present = (
+                sorted(os.listdir(self.directory))
+                if os.path.isdir(self.directory)
+                else "no such directory"
+            )
             raise FileNotFoundError(
                 f"No {SINGLE_FILE} or {INDEX_FILE} in {self.directory!r} (found: {present}). "
-                "Save the model with `save_pretrained(..., safe_serialization=True)`.")
+                "Save the model with `save_pretrained(..., safe_serialization=True)`."
+            )
 
     def keys(self):
         """All tensor names, sorted."""
@@ -73,14 +79,17 @@ class SafetensorsCheckpoint:
             tensor = f.get_tensor(name)
         return tensor.astype(np.float32) if tensor.dtype.name == "bfloat16" else tensor
 
+
 def _read_weight_map(index_path):
     """The `weight_map` of a sharded checkpoint's index file."""
     try:
         with open(index_path) as f:
             weight_map = json.load(f)["weight_map"]
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{index_path} is not a safetensors index (JSON with a "
-                         f"'weight_map' object): {type(error).__name__}: {error}") from None
+        raise ValueError(
+            f"{index_path} is not a safetensors index (JSON with a "
+            f"'weight_map' object): {type(error).__name__}: {error}"
+        ) from None
     if not isinstance(weight_map, dict):
         raise ValueError(f"{index_path}: 'weight_map' must map tensor names to shard files.")
     return weight_map
@@ -102,6 +111,7 @@ def _unreadable_as_value_error(path):
         yield
     except SafetensorError as error:
         reason = "empty file" if os.path.getsize(path) == 0 else str(error).strip()
-        raise ValueError(f"{path} is not a readable safetensors file ({reason}); "
-                         "it may be truncated: save or download it again.") from None
-
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({reason}); "
+            "it may be truncated: save or download it again."
+        ) from None

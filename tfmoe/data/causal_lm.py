@@ -55,19 +55,30 @@ def causal_lm_dataset(
         ValueError: non-positive `sequence_length` or `batch_size`.
     """
     pipeline.check_positive(
-        sequence_length=sequence_length, batch_size=batch_size, tokenize_batch_size=tokenize_batch_size
+        sequence_length=sequence_length,
+        batch_size=batch_size,
+        tokenize_batch_size=tokenize_batch_size,
     )
-    eos = pipeline.token_id(eos_token_id, tokenizer, ("eos_token_id", "end_token_id", "sep_token_id"))
+    eos = pipeline.token_id(
+        eos_token_id, tokenizer, ("eos_token_id", "end_token_id", "sep_token_id")
+    )
     pad = pipeline.token_id(pad_token_id, tokenizer, ("pad_token_id",))
     pad = 0 if pad is None else pad
     row_length = sequence_length + 1
 
-    batches = pipeline.tokenized_batches(texts, tokenizer, append_id=eos, batch_size=tokenize_batch_size)
+    batches = pipeline.tokenized_batches(
+        texts, tokenizer, append_id=eos, batch_size=tokenize_batch_size
+    )
     if packing:
-        rows = pipeline.pack(batches, row_length).map(lambda ids: (ids, tf.constant(row_length, tf.int32)))
+        rows = pipeline.pack(batches, row_length).map(
+            lambda ids: (ids, tf.constant(row_length, tf.int32))
+        )
     else:
         rows = (
-            batches.map(lambda ids: pipeline.pad_rows(ids, row_length, pad), num_parallel_calls=pipeline.AUTOTUNE)
+            batches.map(
+                lambda ids: pipeline.pad_rows(ids, row_length, pad),
+                num_parallel_calls=pipeline.AUTOTUNE,
+            )
             .unbatch()
             .filter(lambda ids, length: length >= 2)  # at least one (input, label) pair
         )

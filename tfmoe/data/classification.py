@@ -57,7 +57,9 @@ def classification_dataset(
             `sequence_length` too short for the special tokens.
     """
     pipeline.check_positive(
-        sequence_length=sequence_length, batch_size=batch_size, tokenize_batch_size=tokenize_batch_size
+        sequence_length=sequence_length,
+        batch_size=batch_size,
+        tokenize_batch_size=tokenize_batch_size,
     )
     cls = pipeline.token_id(cls_token_id, tokenizer, ("cls_token_id", "start_token_id"))
     sep = pipeline.token_id(sep_token_id, tokenizer, ("sep_token_id", "end_token_id"))
@@ -67,7 +69,9 @@ def classification_dataset(
     suffix = [] if sep is None else [sep]
     body_length = sequence_length - len(prefix) - len(suffix)
     if body_length <= 0:
-        raise ValueError(f"sequence_length={sequence_length} leaves no room for tokens besides [cls]/[sep]")
+        raise ValueError(
+            f"sequence_length={sequence_length} leaves no room for tokens besides [cls]/[sep]"
+        )
 
     def encode(texts, labels):
         ids = pipeline.add_ids(pipeline.tokenize(tokenizer, texts)[:, :body_length], prefix, suffix)

@@ -58,7 +58,8 @@ def wordnet_glosses_file(path: str | os.PathLike | None = None) -> pathlib.Path:
         return WORDNET_SUBSET_FILE
     if not chosen.is_file():
         raise FileNotFoundError(
-            f"WordNet glosses file {str(chosen)!r} (from {origin}) does not exist")
+            f"WordNet glosses file {str(chosen)!r} (from {origin}) does not exist"
+        )
     return chosen
 
 
@@ -84,7 +85,9 @@ def check_split(split: str | None, fractions: Mapping[str, float]) -> None:
         raise ValueError(f"split must be one of {sorted(fractions)} or None, got {split!r}")
 
 
-def jargon_documents(split: str | None = None, path: str | os.PathLike = JARGON_FILE) -> Iterator[str]:
+def jargon_documents(
+    split: str | None = None, path: str | os.PathLike = JARGON_FILE
+) -> Iterator[str]:
     """Yields the documents of the Jargon File, in file order.
 
     A document is a lexicon entry (its `:term: ...` heading paragraph and the
@@ -99,7 +102,9 @@ def jargon_documents(split: str | None = None, path: str | os.PathLike = JARGON_
         path: the (gzip) text file; defaults to the bundled copy.
     """
     check_split(split, JARGON_SPLITS)
-    for document in _group_entries(p for p in files.iter_paragraphs(path) if re.search(r"[^\W\d_]", p)):
+    for document in _group_entries(
+        p for p in files.iter_paragraphs(path) if re.search(r"[^\W\d_]", p)
+    ):
         if split is None or stable_split(f"jargon:{document}", JARGON_SPLITS) == split:
             yield document
 

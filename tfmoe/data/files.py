@@ -132,8 +132,9 @@ def _first_problem(chunk: bytes, decoder: codecs.IncrementalDecoder) -> tuple[in
     except UnicodeDecodeError as error:
         # `error.object` is the bytes decoded: an unfinished character, then `chunk`.
         carried = len(error.object) - len(chunk)
-        problems.append((max(error.start - carried, 0),
-                         f"byte 0x{error.object[error.start]:02x} is not UTF-8"))
+        problems.append(
+            (max(error.start - carried, 0), f"byte 0x{error.object[error.start]:02x} is not UTF-8")
+        )
     return min(problems) if problems else None
 
 
@@ -160,7 +161,7 @@ def read_labelled_tsv(
         for row, line in enumerate(f, start=1):
             line = line.rstrip(b"\r\n")
             if row == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
+                line = line[len(_BOM) :]
             if header is None:
                 header = _decode_fields(path, row, line, None)
                 columns = _column_indices(path, header, (text_column, label_column))
@@ -171,22 +172,28 @@ def read_labelled_tsv(
             if len(fields) < len(header):
                 raise ValueError(
                     f"{path}: row {row}, column {header[len(fields)]!r}: missing (the row has "
-                    f"{len(fields)} tab-separated fields, the header {len(header)})")
+                    f"{len(fields)} tab-separated fields, the header {len(header)})"
+                )
             if len(fields) > len(header):
                 raise ValueError(
                     f"{path}: row {row} has {len(fields)} tab-separated fields, the header only "
-                    f"{len(header)} (a tab inside a field?)")
+                    f"{len(header)} (a tab inside a field?)"
+                )
             text, label = (fields[i] for i in columns)
             if not label.strip():
                 raise ValueError(f"{path}: row {row}, column {label_column!r} is empty")
             texts.append(text)
             labels.append(label)
     if header is None:
-        raise ValueError(f"{path} is empty: it needs a header with {text_column!r} and {label_column!r} columns")
+        raise ValueError(
+            f"{path} is empty: it needs a header with {text_column!r} and {label_column!r} columns"
+        )
     return texts, labels
 
 
-def _decode_fields(path: pathlib.Path, row: int, line: bytes, header: list[str] | None) -> list[str]:
+def _decode_fields(
+    path: pathlib.Path, row: int, line: bytes, header: list[str] | None
+) -> list[str]:
     """The tab-separated fields of `line`, decoded; ValueError naming row and column if not UTF-8."""
     fields = []
     for index, field in enumerate(line.split(b"\t")):
@@ -196,7 +203,8 @@ def _decode_fields(path: pathlib.Path, row: int, line: bytes, header: list[str] 
             column = repr(header[index]) if header and index < len(header) else f"#{index + 1}"
             raise ValueError(
                 f"{path}: row {row}, column {column}: byte 0x{field[error.start]:02x} is not UTF-8 "
-                "(save the file as UTF-8)") from None
+                "(save the file as UTF-8)"
+            ) from None
     return fields
 
 
@@ -205,5 +213,6 @@ def _column_indices(path: pathlib.Path, header: list[str], columns: tuple[str, .
     if missing:
         raise ValueError(
             f"{path}: the header (row 1) has no column {' or '.join(repr(c) for c in missing)}; "
-            f"its columns are {header}")
+            f"its columns are {header}"
+        )
     return [header.index(c) for c in columns]

@@ -44,7 +44,9 @@ def token_id(value: int | None, tokenizer: Any, attributes: Sequence[str]) -> in
     return None if found is None else int(found)
 
 
-def token_id_list(values: Sequence[int] | None, tokenizer: Any, attributes: Sequence[str]) -> list[int] | None:
+def token_id_list(
+    values: Sequence[int] | None, tokenizer: Any, attributes: Sequence[str]
+) -> list[int] | None:
     """Like `token_id` for a sequence of ids (e.g. sentinel ids)."""
     found = values if values is not None else _attribute(tokenizer, attributes)
     return None if found is None else [int(v) for v in np.asarray(found).reshape(-1)]
@@ -56,12 +58,18 @@ def tokenize(tokenizer: Tokenizer, texts: tf.Tensor) -> tf.RaggedTensor:
     if not isinstance(ids, tf.RaggedTensor):
         ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(ids))
     if ids.ragged_rank != 1:
-        raise ValueError(f"tokenizer must return ids of shape [batch, (tokens)], got ragged rank {ids.ragged_rank}")
+        raise ValueError(
+            f"tokenizer must return ids of shape [batch, (tokens)], got ragged rank {ids.ragged_rank}"
+        )
     return tf.cast(ids, tf.int32)
 
 
 def tokenized_batches(
-    texts: tf.data.Dataset, tokenizer: Tokenizer, *, append_id: int | None = None, batch_size: int = 256
+    texts: tf.data.Dataset,
+    tokenizer: Tokenizer,
+    *,
+    append_id: int | None = None,
+    batch_size: int = 256,
 ) -> tf.data.Dataset:
     """Tokenizes a dataset of scalar strings in batches of `batch_size` documents.
 
@@ -74,11 +82,14 @@ def tokenized_batches(
 
     suffix = () if append_id is None else (append_id,)
     return texts.batch(batch_size).map(
-        lambda batch: add_ids(tokenize(tokenizer, batch), suffix=suffix), num_parallel_calls=AUTOTUNE
+        lambda batch: add_ids(tokenize(tokenizer, batch), suffix=suffix),
+        num_parallel_calls=AUTOTUNE,
     )
 
 
-def add_ids(ids: tf.RaggedTensor, prefix: Sequence[int] = (), suffix: Sequence[int] = ()) -> tf.RaggedTensor:
+def add_ids(
+    ids: tf.RaggedTensor, prefix: Sequence[int] = (), suffix: Sequence[int] = ()
+) -> tf.RaggedTensor:
     """Prepends `prefix` and appends `suffix` (lists of ids) to every row of `ids` `[batch, (tokens)]`."""
 
     def block(values):
@@ -111,7 +122,9 @@ def pad_rows(ids: tf.RaggedTensor, length: int, pad_id: int) -> tuple[tf.Tensor,
     `pad_id`; `lengths` counts the kept tokens of each row.
     """
     ids = ids[:, :length]
-    return ids.to_tensor(default_value=pad_id, shape=[None, length]), tf.cast(ids.row_lengths(), tf.int32)
+    return ids.to_tensor(default_value=pad_id, shape=[None, length]), tf.cast(
+        ids.row_lengths(), tf.int32
+    )
 
 
 def cache_shuffle_repeat(
@@ -135,10 +148,16 @@ def cache_shuffle_repeat(
     return ds
 
 
-def batch_map_prefetch(ds: tf.data.Dataset, batch_size: int, fn: Callable, *, ragged: bool = False) -> tf.data.Dataset:
+def batch_map_prefetch(
+    ds: tf.data.Dataset, batch_size: int, fn: Callable, *, ragged: bool = False
+) -> tf.data.Dataset:
     """Batches with `drop_remainder=True` (a static batch dimension, as TPUs need), maps `fn` over batches, prefetches.
 
     `ragged=True` batches variable-length elements into `RaggedTensor`s.
     """
     batch = ds.ragged_batch if ragged else ds.batch
-    return batch(batch_size, drop_remainder=True).map(fn, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return (
+        batch(batch_size, drop_remainder=True)
+        .map(fn, num_parallel_calls=AUTOTUNE)
+        .prefetch(AUTOTUNE)
+    )

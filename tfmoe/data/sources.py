@@ -19,8 +19,11 @@ import os
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfmoe.data import corpus, files
-from tfmoe.data import tfds_builder  # noqa: F401  (registers tfmoe_default_corpus)
+from tfmoe.data import (
+    corpus,
+    files,
+    tfds_builder,  # noqa: F401  (registers tfmoe_default_corpus)
+)
 
 TFDS_PREFIX = "tfds:"
 DEFAULT_SOURCE = "default"
@@ -77,7 +80,9 @@ def text_file_dataset(path: str | os.PathLike, *, paragraphs: bool = False) -> t
         return tf.data.Dataset.from_generator(
             lambda: files.iter_paragraphs(path), output_signature=tf.TensorSpec([], tf.string)
         )
-    lines = tf.data.TextLineDataset(str(path), compression_type="GZIP" if files.is_gzip(path) else "")
+    lines = tf.data.TextLineDataset(
+        str(path), compression_type="GZIP" if files.is_gzip(path) else ""
+    )
     return lines.map(tf.strings.strip).filter(lambda line: tf.strings.length(line) > 0)
 
 

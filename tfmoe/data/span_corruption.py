@@ -28,7 +28,9 @@ import tensorflow as tf
 from tfmoe.data import pipeline
 
 
-def noise_span_counts(length: int, noise_density: float, mean_noise_span_length: float) -> tuple[int, int]:
+def noise_span_counts(
+    length: int, noise_density: float, mean_noise_span_length: float
+) -> tuple[int, int]:
     """`(num_noise_tokens, num_noise_spans)` for a row of `length` tokens (T5's rounding and clamps)."""
     _check_noise(noise_density, mean_noise_span_length)
     length = max(length, 2)
@@ -39,7 +41,11 @@ def noise_span_counts(length: int, noise_density: float, mean_noise_span_length:
 
 
 def span_corruption_lengths(
-    inputs_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0, *, eos: bool = True
+    inputs_length: int,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+    *,
+    eos: bool = True,
 ) -> tuple[int, int]:
     """T5's `random_spans_helper`: the longest row that fits `inputs_length` after corruption.
 
@@ -89,14 +95,18 @@ def random_spans_noise_mask(
         [2 * num_spans],
     )
     span_starts = tf.cumsum(interleaved)[:-1]
-    span_start_indicator = tf.math.unsorted_segment_sum(tf.ones_like(span_starts), span_starts, length)
+    span_start_indicator = tf.math.unsorted_segment_sum(
+        tf.ones_like(span_starts), span_starts, length
+    )
     return tf.equal(tf.cumsum(span_start_indicator) % 2, 1)
 
 
 def _random_segmentation(num_items: int, num_segments: int, seed: tf.Tensor) -> tf.Tensor:
     """Lengths `[num_segments]` (each >= 1, summing to `num_items`) of a uniformly random partition."""
     first_in_segment = tf.cast(tf.range(num_items - 1) < num_segments - 1, tf.int32)
-    first_in_segment = tf.pad(tf.random.experimental.stateless_shuffle(first_in_segment, seed), [[1, 0]])
+    first_in_segment = tf.pad(
+        tf.random.experimental.stateless_shuffle(first_in_segment, seed), [[1, 0]]
+    )
     segment_id = tf.cumsum(first_in_segment)
     return tf.math.unsorted_segment_sum(tf.ones_like(segment_id), segment_id, num_segments)
 
@@ -185,11 +195,15 @@ def span_corruption_dataset(
             `decoder_sequence_length`, bad noise parameters, too few sentinels.
     """
     pipeline.check_positive(
-        batch_size=batch_size, encoder_sequence_length=encoder_sequence_length, tokenize_batch_size=tokenize_batch_size
+        batch_size=batch_size,
+        encoder_sequence_length=encoder_sequence_length,
+        tokenize_batch_size=tokenize_batch_size,
     )
     if decoder_sequence_length is not None:
         pipeline.check_positive(decoder_sequence_length=decoder_sequence_length)
-    eos = pipeline.token_id(eos_token_id, tokenizer, ("eos_token_id", "end_token_id", "sep_token_id"))
+    eos = pipeline.token_id(
+        eos_token_id, tokenizer, ("eos_token_id", "end_token_id", "sep_token_id")
+    )
     pad = pipeline.token_id(pad_token_id, tokenizer, ("pad_token_id",))
     pad = 0 if pad is None else pad
     start = pad if decoder_start_token_id is None else int(decoder_start_token_id)
@@ -212,7 +226,9 @@ def span_corruption_dataset(
         )
 
     def corrupt(seed_pair, tokens):
-        noise = random_spans_noise_mask(tokens_length, noise_density, mean_noise_span_length, seed_pair)
+        noise = random_spans_noise_mask(
+            tokens_length, noise_density, mean_noise_span_length, seed_pair
+        )
         inputs, targets = span_corrupt(tokens, noise, sentinels)
         if eos is not None:
             inputs, targets = tf.concat([inputs, [eos]], 0), tf.concat([targets, [eos]], 0)
@@ -232,7 +248,9 @@ def span_corruption_dataset(
         return features, labels, tf.cast(decoder_mask, tf.float32)
 
     rows = pipeline.pack(
-        pipeline.tokenized_batches(texts, tokenizer, append_id=document_separator_id, batch_size=tokenize_batch_size),
+        pipeline.tokenized_batches(
+            texts, tokenizer, append_id=document_separator_id, batch_size=tokenize_batch_size
+        ),
         tokens_length,
     )
     rows = pipeline.cache_shuffle_repeat(

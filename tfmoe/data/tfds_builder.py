@@ -33,9 +33,13 @@ class TfmoeDefaultCorpus(tfds.core.GeneratorBasedBuilder):
     """The tfmoe bundled corpus: Jargon File 4.4.7 text and WordNet 3.0 supersense glosses."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Jargon File 4.4.7 documents; WordNet 3.0 gloss subset (23,293 synsets)."}
+    RELEASE_NOTES = {
+        "1.0.0": "Jargon File 4.4.7 documents; WordNet 3.0 gloss subset (23,293 synsets)."
+    }
     BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(name="text", description="Jargon File 4.4.7 documents (public domain)."),
+        tfds.core.BuilderConfig(
+            name="text", description="Jargon File 4.4.7 documents (public domain)."
+        ),
         tfds.core.BuilderConfig(
             name="supersenses",
             description="WordNet 3.0 glosses labelled with their 45 supersenses (WordNet 3.0 license).",
@@ -66,7 +70,9 @@ class TfmoeDefaultCorpus(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         del dl_manager  # everything is in the package
-        splits = corpus.JARGON_SPLITS if self.builder_config.name == "text" else wordnet.WORDNET_SPLITS
+        splits = (
+            corpus.JARGON_SPLITS if self.builder_config.name == "text" else wordnet.WORDNET_SPLITS
+        )
         return {split: self._generate_examples(split) for split in splits}
 
     def _generate_examples(self, split):

@@ -130,7 +130,10 @@ def make_bundled_subset(
     for synsets in by_class.values():
         keep.update(sorted(synsets, key=lambda s: hashlib.md5(s.encode()).hexdigest())[:per_class])
     kept = [row for row in rows if row["synset"] in keep]
-    with open(destination, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+    with (
+        open(destination, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
+    ):
         lines = ["\t".join(header)] + ["\t".join(row[c] for c in header) for row in kept]
         gz.write(("\n".join(lines) + "\n").encode("utf-8"))
     return len(kept)
@@ -139,4 +142,8 @@ def make_bundled_subset(
 if __name__ == "__main__":  # python -m tfmoe.data.wordnet SOURCE_TSV_GZ: regenerate the subset
     import sys
 
-    print(make_bundled_subset(pathlib.Path(sys.argv[1])), "rows written to", corpus.WORDNET_SUBSET_FILE)
+    print(
+        make_bundled_subset(pathlib.Path(sys.argv[1])),
+        "rows written to",
+        corpus.WORDNET_SUBSET_FILE,
+    )

@@ -15,12 +15,28 @@ The design (all-to-all dispatch, capacity per device, memory and communication e
 is in `docs/scaling.md`.
 """
 
-from tfmoe.distribute.expert_parallel import ExpertParallelMoe, expert_mesh
 from tfmoe.distribute.cluster import (
-    free_ports, is_chief, read_tf_config, task_info, tf_config, worker_output_dir)
+    free_ports,
+    is_chief,
+    read_tf_config,
+    task_info,
+    tf_config,
+    worker_output_dir,
+)
+from tfmoe.distribute.expert_parallel import ExpertParallelMoe, expert_mesh
 from tfmoe.distribute.runtime import KINDS, PRECISIONS, DistributionSetup, configure, strategy_kind
-from tfmoe.distribute.static_shapes import assert_static_shapes, dynamic_dimensions, dynamic_hlo_shapes
-from tfmoe.distribute.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
+from tfmoe.distribute.static_shapes import (
+    assert_static_shapes,
+    dynamic_dimensions,
+    dynamic_hlo_shapes,
+)
+from tfmoe.distribute.strategy import (
+    STRATEGIES,
+    StrategyError,
+    check_batch_size,
+    resolve_strategy,
+    split_cpu,
+)
 
 __all__ = [
     "KINDS",

@@ -30,8 +30,9 @@ def tf_config(workers: list[str], index: int, *, task_type: str = "worker") -> s
             raise ValueError(f"`workers` entries must be 'host:port', got {address!r}")
     if not 0 <= index < len(workers):
         raise ValueError(f"`index` must be in [0, {len(workers)}), got {index}")
-    return json.dumps({"cluster": {task_type: list(workers)},
-                       "task": {"type": task_type, "index": int(index)}})
+    return json.dumps(
+        {"cluster": {task_type: list(workers)}, "task": {"type": task_type, "index": int(index)}}
+    )
 
 
 def free_ports(count: int, host: str = "localhost") -> list[int]:

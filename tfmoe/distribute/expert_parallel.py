@@ -53,7 +53,9 @@ BATCH, EXPERT = "batch", "expert"
 _U = dtensor.UNSHARDED
 
 
-def expert_mesh(expert: int | None = None, batch: int = 1, device_type: str | None = None) -> dtensor.Mesh:
+def expert_mesh(
+    expert: int | None = None, batch: int = 1, device_type: str | None = None
+) -> dtensor.Mesh:
     """A `("batch", "expert")` DTensor mesh over the first `batch * expert` local devices.
 
     Args:
@@ -65,7 +67,9 @@ def expert_mesh(expert: int | None = None, batch: int = 1, device_type: str | No
       ValueError: not enough devices of that type.
     """
     if device_type is None:
-        device_type = next((kind for kind in ("TPU", "GPU") if tf.config.list_logical_devices(kind)), "CPU")
+        device_type = next(
+            (kind for kind in ("TPU", "GPU") if tf.config.list_logical_devices(kind)), "CPU"
+        )
     devices = tf.config.list_logical_devices(device_type)
     if expert is None:
         expert = max(len(devices) // batch, 1)
@@ -75,9 +79,12 @@ def expert_mesh(expert: int | None = None, batch: int = 1, device_type: str | No
     if batch * expert > len(devices):
         raise ValueError(
             f"a mesh of batch={batch} x expert={expert} needs {batch * expert} {device_type} devices, "
-            f"found {len(devices)} (on a CPU, split it first: tfmoe.distribute.split_cpu(n))")
+            f"found {len(devices)} (on a CPU, split it first: tfmoe.distribute.split_cpu(n))"
+        )
     names = [f"{device_type}:{i}" for i in range(batch * expert)]
-    return dtensor.create_mesh([(BATCH, batch), (EXPERT, expert)], devices=names, device_type=device_type)
+    return dtensor.create_mesh(
+        [(BATCH, batch), (EXPERT, expert)], devices=names, device_type=device_type
+    )
 
 
 def _layout(mesh, *specs):
@@ -86,14 +93,17 @@ def _layout(mesh, *specs):
 
 def _to_mesh(value, layout):
     value = tf.convert_to_tensor(value)
-    replicated = dtensor.copy_to_mesh(value, dtensor.Layout.replicated(layout.mesh, value.shape.rank))
+    replicated = dtensor.copy_to_mesh(
+        value, dtensor.Layout.replicated(layout.mesh, value.shape.rank)
+    )
     return dtensor.relayout(replicated, layout)
 
 
 def _to_local(value):
     """A DTensor -> an ordinary tensor holding the whole value (on the host)."""
-    replicated = dtensor.relayout(value, dtensor.Layout.replicated(dtensor.fetch_layout(value).mesh,
-                                                                    value.shape.rank))
+    replicated = dtensor.relayout(
+        value, dtensor.Layout.replicated(dtensor.fetch_layout(value).mesh, value.shape.rank)
+    )
     return tf.identity(dtensor.unpack(replicated)[0])
 
 
@@ -117,23 +127,33 @@ class ExpertParallelMoe(tf.Module):
     def __init__(self, layer: MoeFeedForward, mesh: dtensor.Mesh):
         super().__init__(name=f"{layer.name}_expert_parallel")
         if not isinstance(layer, MoeFeedForward):
-            raise ValueError(f"`layer` must be a tfmoe MoE feed-forward layer, got {type(layer).__name__}")
+            raise ValueError(
+                f"`layer` must be a tfmoe MoE feed-forward layer, got {type(layer).__name__}"
+            )
         if not layer.built:
             raise ValueError("`layer` must be built (call it once) before sharding its experts")
         if tuple(mesh.dim_names) != (BATCH, EXPERT):
-            raise ValueError(f"`mesh` must have dimensions ('batch', 'expert'), got {tuple(mesh.dim_names)}")
+            raise ValueError(
+                f"`mesh` must have dimensions ('batch', 'expert'), got {tuple(mesh.dim_names)}"
+            )
         shards = mesh.dim_size(EXPERT)
         if layer.num_experts % shards:
-            raise ValueError(f"`num_experts`={layer.num_experts} is not divisible by the mesh's "
-                             f"{shards} expert shards")
+            raise ValueError(
+                f"`num_experts`={layer.num_experts} is not divisible by the mesh's "
+                f"{shards} expert shards"
+            )
         self.layer = layer
         self.mesh = mesh
         self.router_kernel = dtensor.DVariable(
-            _to_mesh(layer.router.kernel.value, dtensor.Layout.replicated(mesh, 2)), name="router")
+            _to_mesh(layer.router.kernel.value, dtensor.Layout.replicated(mesh, 2)), name="router"
+        )
         expert_layout = _layout(mesh, EXPERT, _U, _U)
         self.expert_weights = {
-            name: dtensor.DVariable(_to_mesh(getattr(layer.experts, name).value, expert_layout), name=name)
-            for name in self.expert_weight_names()}
+            name: dtensor.DVariable(
+                _to_mesh(getattr(layer.experts, name).value, expert_layout), name=name
+            )
+            for name in self.expert_weight_names()
+        }
         self._activation = layer.experts.activation
 
     def expert_weight_names(self):
@@ -145,8 +165,10 @@ class ExpertParallelMoe(tf.Module):
 
     def shard_shapes(self) -> dict:
         """`{weight name: [shape on each device]}` of the sharded expert weights."""
-        return {name: [tuple(t.shape) for t in dtensor.unpack(v.read_value())]
-                for name, v in self.expert_weights.items()}
+        return {
+            name: [tuple(t.shape) for t in dtensor.unpack(v.read_value())]
+            for name, v in self.expert_weights.items()
+        }
 
     def assign_to(self, layer: MoeFeedForward | None = None) -> None:
         """Copies the router and expert weights back into `layer` (default: the source layer)."""
@@ -166,7 +188,8 @@ class ExpertParallelMoe(tf.Module):
         if getattr(self, "_gradient_key", None) != key:
             self._gradient_key = key
             self._gradient_function = tf.function(
-                lambda x, mask, grouping: self._loss_and_gradients(x, mask, grouping, loss_fn))
+                lambda x, mask, grouping: self._loss_and_gradients(x, mask, grouping, loss_fn)
+            )
         return self._gradient_function(*self._prepare(inputs, padding_mask))
 
     def _loss_and_gradients(self, inputs, padding_mask, grouping, loss_fn):
@@ -202,32 +225,44 @@ class ExpertParallelMoe(tf.Module):
             inputs = _to_mesh(tf.cast(inputs, tf.float32), token_layout)
         batch, seq_len = inputs.shape[0], inputs.shape[1]
         if batch % self.mesh.dim_size(BATCH):
-            raise ValueError(f"the batch ({batch}) must be divisible by the mesh's "
-                             f"{self.mesh.dim_size(BATCH)} batch shards")
+            raise ValueError(
+                f"the batch ({batch}) must be divisible by the mesh's "
+                f"{self.mesh.dim_size(BATCH)} batch shards"
+            )
         if padding_mask is None:
             padding_mask = tf.ones([batch, seq_len], tf.bool)
         if not dtensor.is_dtensor(padding_mask):
             padding_mask = _to_mesh(tf.cast(padding_mask, tf.bool), _layout(self.mesh, BATCH, _U))
         # Routing groups as the layer forms them, within each batch shard (a group never
         # spans devices, so routing needs no collective).
-        rows, positions = routing_group_shape(batch // self.mesh.dim_size(BATCH), seq_len,
-                                              layer.group_size)
+        rows, positions = routing_group_shape(
+            batch // self.mesh.dim_size(BATCH), seq_len, layer.group_size
+        )
         return inputs, padding_mask, (rows, rows * positions)
 
     def _forward(self, inputs, padding_mask, grouping, training):
         rows, tokens = grouping
         shape = tf.shape(inputs)
         # Groups are whole shard-local rows: keep them batch-sharded after the reshape.
-        grouped = dtensor.relayout(tf.reshape(inputs, [-1, tokens, inputs.shape[-1]]),
-                                   _layout(self.mesh, BATCH, _U, _U))              # [G, T, H]
-        padding_mask = dtensor.relayout(tf.reshape(padding_mask, [-1, tokens]),
-                                        _layout(self.mesh, BATCH, _U))
-        logits = router_logits(grouped, self.router_kernel.read_value())          # [G, T, E]
+        grouped = dtensor.relayout(
+            tf.reshape(inputs, [-1, tokens, inputs.shape[-1]]), _layout(self.mesh, BATCH, _U, _U)
+        )  # [G, T, H]
+        padding_mask = dtensor.relayout(
+            tf.reshape(padding_mask, [-1, tokens]), _layout(self.mesh, BATCH, _U)
+        )
+        logits = router_logits(grouped, self.router_kernel.read_value())  # [G, T, E]
         result = self.layer.grouped_forward(
-            grouped, padding_mask, logits, self._experts, rows_per_group=rows,
-            dispatch="einsum", training=training)
-        outputs = dtensor.relayout(tf.reshape(result.outputs, shape),
-                                   _layout(self.mesh, BATCH, _U, _U))              # [B, S, H]
+            grouped,
+            padding_mask,
+            logits,
+            self._experts,
+            rows_per_group=rows,
+            dispatch="einsum",
+            training=training,
+        )
+        outputs = dtensor.relayout(
+            tf.reshape(result.outputs, shape), _layout(self.mesh, BATCH, _U, _U)
+        )  # [B, S, H]
         aux = tf.zeros([], tf.float32)
         for loss in result.aux_losses:
             aux += loss

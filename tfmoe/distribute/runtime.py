@@ -78,11 +78,13 @@ class DistributionSetup:
 
     def describe(self) -> str:
         """One line for logs: `kind x replicas, batch, precision, ...`."""
-        return (f"{self.kind} ({type(self.strategy).__name__}, {self.num_replicas} replica"
-                f"{'s' if self.num_replicas != 1 else ''}): global batch {self.global_batch_size} "
-                f"({self.per_replica_batch_size} per replica), {self.mixed_precision}, "
-                f"steps_per_execution {self.steps_per_execution}, dispatch {self.dispatch}, "
-                f"jit_compile {self.jit_compile}")
+        return (
+            f"{self.kind} ({type(self.strategy).__name__}, {self.num_replicas} replica"
+            f"{'s' if self.num_replicas != 1 else ''}): global batch {self.global_batch_size} "
+            f"({self.per_replica_batch_size} per replica), {self.mixed_precision}, "
+            f"steps_per_execution {self.steps_per_execution}, dispatch {self.dispatch}, "
+            f"jit_compile {self.jit_compile}"
+        )
 
 
 def _draws_random_numbers(model) -> bool:
@@ -132,10 +134,15 @@ def _positive_int(name, value):
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
 
 
-def configure(strategy: str | tf.distribute.Strategy = "auto", *,
-              per_replica_batch_size: int | None = None, global_batch_size: int | None = None,
-              mixed_precision: str = "auto", steps_per_execution: int | str = "auto",
-              tpu_address: str | None = None) -> DistributionSetup:
+def configure(
+    strategy: str | tf.distribute.Strategy = "auto",
+    *,
+    per_replica_batch_size: int | None = None,
+    global_batch_size: int | None = None,
+    mixed_precision: str = "auto",
+    steps_per_execution: int | str = "auto",
+    tpu_address: str | None = None,
+) -> DistributionSetup:
     """Resolves the strategy and sets global batch, precision and steps per execution.
 
     Args:
@@ -157,8 +164,10 @@ def configure(strategy: str | tf.distribute.Strategy = "auto", *,
     """
     if per_replica_batch_size is not None and global_batch_size is not None:
         raise ValueError("pass `per_replica_batch_size` or `global_batch_size`, not both")
-    for name, value in (("per_replica_batch_size", per_replica_batch_size),
-                        ("global_batch_size", global_batch_size)):
+    for name, value in (
+        ("per_replica_batch_size", per_replica_batch_size),
+        ("global_batch_size", global_batch_size),
+    ):
         if value is not None:
             _positive_int(name, value)
     if mixed_precision not in PRECISIONS:
@@ -173,17 +182,27 @@ def configure(strategy: str | tf.distribute.Strategy = "auto", *,
     if global_batch_size is None:
         global_batch_size = (per_replica_batch_size or 8) * replicas
     elif global_batch_size % replicas:
-        raise ValueError(f"`global_batch_size`={global_batch_size} is not divisible by the "
-                         f"{replicas} replicas of the strategy")
+        raise ValueError(
+            f"`global_batch_size`={global_batch_size} is not divisible by the "
+            f"{replicas} replicas of the strategy"
+        )
     if steps_per_execution == "auto":
         steps_per_execution = TPU_STEPS_PER_EXECUTION if kind == "tpu" else 1
     elif steps_per_execution > 1 and kind == "mirrored" and not _on_gpus(strategy):
-        raise ValueError(f"`steps_per_execution`={steps_per_execution} fails in Keras `fit` under "
-                         f"{type(strategy).__name__} on CPU devices; use 1")
+        raise ValueError(
+            f"`steps_per_execution`={steps_per_execution} fails in Keras `fit` under "
+            f"{type(strategy).__name__} on CPU devices; use 1"
+        )
     policy = _auto_precision(kind, strategy) if mixed_precision == "auto" else mixed_precision
     keras.mixed_precision.set_global_policy(policy)
     return DistributionSetup(
-        strategy=strategy, kind=kind, num_replicas=replicas, global_batch_size=global_batch_size,
-        per_replica_batch_size=global_batch_size // replicas, mixed_precision=policy,
-        steps_per_execution=steps_per_execution, dispatch="einsum" if kind == "tpu" else "gather",
-        jit_compile=kind in ("tpu", "gpu", "cpu"))
+        strategy=strategy,
+        kind=kind,
+        num_replicas=replicas,
+        global_batch_size=global_batch_size,
+        per_replica_batch_size=global_batch_size // replicas,
+        mixed_precision=policy,
+        steps_per_execution=steps_per_execution,
+        dispatch="einsum" if kind == "tpu" else "gather",
+        jit_compile=kind in ("tpu", "gpu", "cpu"),
+    )

@@ -16,7 +16,9 @@ def dynamic_dimensions(element_spec) -> list[str]:
         if isinstance(spec, (tf.RaggedTensorSpec, tf.SparseTensorSpec)):
             found.append(f"{path}: {type(spec).__name__} {shape}")
         elif shape is not None and not shape.is_fully_defined():
-            found.append(f"{path}: {tuple(shape.as_list()) if shape.rank is not None else 'unknown rank'}")
+            found.append(
+                f"{path}: {tuple(shape.as_list()) if shape.rank is not None else 'unknown rank'}"
+            )
     return found
 
 
@@ -30,7 +32,8 @@ def assert_static_shapes(dataset: tf.data.Dataset, name: str = "dataset") -> tf.
     if dynamic:
         raise ValueError(
             f"`{name}` has dynamic shapes, which TPUs cannot compile: {'; '.join(dynamic)}. "
-            "Batch with drop_remainder=True and pad every sequence to a fixed length.")
+            "Batch with drop_remainder=True and pad every sequence to a fixed length."
+        )
     return dataset
 
 

@@ -59,15 +59,22 @@ def _tpu_strategy(tpu_address: str | None = None, required: bool = True):
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
         if required:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
             raise StrategyError(f"--strategy=tpu: no TPU found ({first})") from None
-        warnings.warn(f"a TPU seems attached but could not be initialised ({error}); "
-                      "falling back to GPU/CPU", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"a TPU seems attached but could not be initialised ({error}); falling back to GPU/CPU",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     return tf.distribute.TPUStrategy(resolver)
 
 
-def resolve_strategy(name: str = "auto", *, tpu_address: str | None = None) -> tf.distribute.Strategy:
+def resolve_strategy(
+    name: str = "auto", *, tpu_address: str | None = None
+) -> tf.distribute.Strategy:
     """Returns the `tf.distribute.Strategy` for `name` (one of `STRATEGIES`).
 
     - "auto": TPU if found, else all GPUs mirrored (one GPU: default strategy on it), else CPU.
@@ -122,14 +129,19 @@ def _multi_worker_strategy():
     except RuntimeError as error:
         raise StrategyError(
             f"--strategy=multi_worker: {error} (create the strategy before any other TensorFlow "
-            "call of the program, e.g. first thing in main())") from None
+            "call of the program, e.g. first thing in main())"
+        ) from None
 
 
 def _tpu_likely(tpu_address: str | None) -> bool:
     """Cheap check before trying a TPU resolver (which can hang off-cloud)."""
     if tpu_address:
         return True
-    if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_ACCELERATOR_TYPE"):
+    if (
+        os.environ.get("TPU_NAME")
+        or os.environ.get("COLAB_TPU_ADDR")
+        or os.environ.get("TPU_ACCELERATOR_TYPE")
+    ):
         return True
     return os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
 

@@ -13,8 +13,10 @@ import tensorflow as tf
 
 def too_many_rows_message(max_batch_rows):
     """The error message of a request with more than `max_batch_rows` strings."""
-    return (f"Request has more than max_batch_rows={max_batch_rows} strings; split it into "
-            f"requests of at most {max_batch_rows} (export option `max_batch_rows`).")
+    return (
+        f"Request has more than max_batch_rows={max_batch_rows} strings; split it into "
+        f"requests of at most {max_batch_rows} (export option `max_batch_rows`)."
+    )
 
 
 def check_rows(max_batch_rows, *row_tensors):
@@ -25,13 +27,23 @@ def check_rows(max_batch_rows, *row_tensors):
     nothing downstream runs for a refused request.
     """
     rows = tf.shape(row_tensors[0])[0]
-    checks = [tf.debugging.assert_less_equal(
-        rows, tf.constant(max_batch_rows, tf.int32),
-        message=too_many_rows_message(max_batch_rows), summarize=1)]
+    checks = [
+        tf.debugging.assert_less_equal(
+            rows,
+            tf.constant(max_batch_rows, tf.int32),
+            message=too_many_rows_message(max_batch_rows),
+            summarize=1,
+        )
+    ]
     for other in row_tensors[1:]:
-        checks.append(tf.debugging.assert_equal(
-            tf.shape(other)[0], rows, summarize=1,
-            message="Every input of the request must have the same number of strings."))
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.shape(other)[0],
+                rows,
+                summarize=1,
+                message="Every input of the request must have the same number of strings.",
+            )
+        )
     with tf.control_dependencies(checks):
         return tuple(tf.identity(x) for x in row_tensors)
 
@@ -63,15 +75,19 @@ def map_row_chunks(fn, row_tensors, chunk_rows):
     # copy of the chunk's work (tokenizer, model, ...).
     chunk_fn = tf.function(fn, input_signature=chunk_specs, autograph=False)
     outputs = chunk_fn.get_concrete_function().structured_outputs
-    arrays = {name: tf.TensorArray(value.dtype, size=num_chunks, infer_shape=False,
-                                   element_shape=value.shape)
-              for name, value in outputs.items()}
+    arrays = {
+        name: tf.TensorArray(
+            value.dtype, size=num_chunks, infer_shape=False, element_shape=value.shape
+        )
+        for name, value in outputs.items()
+    }
 
     def body(index, arrays):
         start = index * chunk_rows
-        out = chunk_fn(*[x[start:start + chunk_rows] for x in row_tensors])
+        out = chunk_fn(*[x[start : start + chunk_rows] for x in row_tensors])
         return index + 1, {name: arrays[name].write(index, out[name]) for name in arrays}
 
-    _, arrays = tf.while_loop(lambda index, _: index < num_chunks, body,
-                              (tf.constant(0), arrays), parallel_iterations=1)
+    _, arrays = tf.while_loop(
+        lambda index, _: index < num_chunks, body, (tf.constant(0), arrays), parallel_iterations=1
+    )
     return {name: array.concat() for name, array in arrays.items()}

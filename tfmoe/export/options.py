@@ -56,10 +56,21 @@ def _positive_int(name, value):
     return value
 
 
-def resolve_options(model, tokenizer, kind, *, sequence_length=DEFAULT_SEQUENCE_LENGTH,
-                    max_new_tokens=DEFAULT_MAX_NEW_TOKENS, target_sequence_length=None,
-                    label_names=None, eos_token_id=None, jit_compile="auto", version=None,
-                    max_batch_rows=DEFAULT_MAX_BATCH_ROWS, chunk_rows=DEFAULT_CHUNK_ROWS):
+def resolve_options(
+    model,
+    tokenizer,
+    kind,
+    *,
+    sequence_length=DEFAULT_SEQUENCE_LENGTH,
+    max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+    target_sequence_length=None,
+    label_names=None,
+    eos_token_id=None,
+    jit_compile="auto",
+    version=None,
+    max_batch_rows=DEFAULT_MAX_BATCH_ROWS,
+    chunk_rows=DEFAULT_CHUNK_ROWS,
+):
     """Checks `**task_options` of `export_saved_model` and fills in defaults."""
     _positive_int("sequence_length", sequence_length)
     _positive_int("max_batch_rows", max_batch_rows)
@@ -67,7 +78,8 @@ def resolve_options(model, tokenizer, kind, *, sequence_length=DEFAULT_SEQUENCE_
     _positive_int("max_new_tokens", max_new_tokens)
     target_sequence_length = _positive_int(
         "target_sequence_length",
-        max_new_tokens if target_sequence_length is None else target_sequence_length)
+        max_new_tokens if target_sequence_length is None else target_sequence_length,
+    )
     if version is not None:
         _positive_int("version", version)
     if jit_compile not in (True, False, "auto"):
@@ -77,14 +89,18 @@ def resolve_options(model, tokenizer, kind, *, sequence_length=DEFAULT_SEQUENCE_
             label_names = model.label_names or [str(i) for i in range(model.num_classes)]
         label_names = tuple(str(name) for name in label_names)
         if len(label_names) != model.num_classes:
-            raise ValueError(f"`label_names` has {len(label_names)} names for a model with "
-                             f"{model.num_classes} classes.")
+            raise ValueError(
+                f"`label_names` has {len(label_names)} names for a model with "
+                f"{model.num_classes} classes."
+            )
     elif label_names is not None:
         raise ValueError("`label_names` is only for classifiers.")
     if eos_token_id is None:
-        for candidate in (getattr(tokenizer, "sep_token_id", None),
-                          getattr(tokenizer, "eos_token_id", None),
-                          model.backbone.eos_token_id):
+        for candidate in (
+            getattr(tokenizer, "sep_token_id", None),
+            getattr(tokenizer, "eos_token_id", None),
+            model.backbone.eos_token_id,
+        ):
             if candidate is not None:
                 eos_token_id = candidate
                 break
@@ -92,9 +108,17 @@ def resolve_options(model, tokenizer, kind, *, sequence_length=DEFAULT_SEQUENCE_
         raise ValueError(f"`eos_token_id` ({eos_token_id}) is outside the model vocabulary.")
     if jit_compile == "auto":
         jit_compile = _xla_compiles(model, kind)
-    return ExportOptions(sequence_length, max_new_tokens, target_sequence_length,
-                         tuple(label_names or ()), int(eos_token_id), jit_compile, version,
-                         max_batch_rows, chunk_rows)
+    return ExportOptions(
+        sequence_length,
+        max_new_tokens,
+        target_sequence_length,
+        tuple(label_names or ()),
+        int(eos_token_id),
+        jit_compile,
+        version,
+        max_batch_rows,
+        chunk_rows,
+    )
 
 
 def _xla_compiles(model, kind):
@@ -102,8 +126,12 @@ def _xla_compiles(model, kind):
     ids = tf.ones([1, 4], tf.int32)
     mask = tf.ones([1, 4], tf.bool)
     if kind == "seq2seq":
-        inputs = {"encoder_token_ids": ids, "encoder_padding_mask": mask,
-                  "decoder_token_ids": ids, "decoder_padding_mask": mask}
+        inputs = {
+            "encoder_token_ids": ids,
+            "encoder_padding_mask": mask,
+            "decoder_token_ids": ids,
+            "decoder_padding_mask": mask,
+        }
     else:
         inputs = {"token_ids": ids, "padding_mask": mask}
     try:

@@ -55,11 +55,15 @@ def export_saved_model(model, tokenizer, path, **task_options):
     """
     kind = model_kind(model)
     if getattr(tokenizer, "sequence_length", None) is not None:
-        raise ValueError("`tokenizer` must return ragged ids (sequence_length=None); pass "
-                         "`sequence_length` to export_saved_model instead.")
+        raise ValueError(
+            "`tokenizer` must return ragged ids (sequence_length=None); pass "
+            "`sequence_length` to export_saved_model instead."
+        )
     if tokenizer.vocabulary_size() > model.backbone.vocabulary_size:
-        raise ValueError(f"`tokenizer` has {tokenizer.vocabulary_size()} tokens, more than "
-                         f"the model's vocabulary_size ({model.backbone.vocabulary_size}).")
+        raise ValueError(
+            f"`tokenizer` has {tokenizer.vocabulary_size()} tokens, more than "
+            f"the model's vocabulary_size ({model.backbone.vocabulary_size})."
+        )
     options = resolve_options(model, tokenizer, kind, **task_options)
     if options.version is not None:
         path = os.path.join(os.fspath(path), str(options.version))

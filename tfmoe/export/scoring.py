@@ -31,5 +31,7 @@ def sequence_log_likelihood(logits, labels, label_mask):
     label_logits = tf.gather(logits, tf.cast(labels, tf.int32), batch_dims=2)  # [batch, seq]
     token_log_probs = label_logits - tf.reduce_logsumexp(logits, axis=-1)
     mask = tf.cast(label_mask, tf.float32)
-    return (tf.reduce_sum(token_log_probs * mask, axis=1),
-            tf.reduce_sum(tf.cast(label_mask, tf.int32), axis=1))
+    return (
+        tf.reduce_sum(token_log_probs * mask, axis=1),
+        tf.reduce_sum(tf.cast(label_mask, tf.int32), axis=1),
+    )

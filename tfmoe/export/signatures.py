@@ -24,20 +24,25 @@ MAX_NEW_TOKENS_SPEC = tf.TensorSpec([], tf.int32, name="max_new_tokens")
 
 
 def model_kind(model):
-    """"classifier", "causal_lm" or "seq2seq"; ValueError naming `model` otherwise."""
-    for kind, cls in (("classifier", SwitchClassifier), ("causal_lm", SwitchDecoderLM),
-                      ("seq2seq", SwitchTransformer)):
+    """ "classifier", "causal_lm" or "seq2seq"; ValueError naming `model` otherwise."""
+    for kind, cls in (
+        ("classifier", SwitchClassifier),
+        ("causal_lm", SwitchDecoderLM),
+        ("seq2seq", SwitchTransformer),
+    ):
         if isinstance(model, cls):
             return kind
     raise ValueError(
         f"`model` must be a tfmoe SwitchClassifier, SwitchDecoderLM or SwitchTransformer "
-        f"(SwitchTextClassifier, SwitchCausalLM or SwitchSeq2SeqLM), got {type(model).__name__}.")
+        f"(SwitchTextClassifier, SwitchCausalLM or SwitchSeq2SeqLM), got {type(model).__name__}."
+    )
 
 
 def build_signatures(model, tokenizer, options):
     """`{signature name: (fn, input_signature)}` for `model`; see `ExportOptions`."""
-    builder = {"classifier": _classifier, "causal_lm": _causal_lm,
-               "seq2seq": _seq2seq}[model_kind(model)]
+    builder = {"classifier": _classifier, "causal_lm": _causal_lm, "seq2seq": _seq2seq}[
+        model_kind(model)
+    ]
     return builder(model, tokenizer, options)
 
 
@@ -54,16 +59,19 @@ class _Text:
         return text_inputs.token_ids(self.tokenizer, text)
 
     def pack(self, text, length=None, **kwargs):
-        return text_inputs.pack(self.ids(text), length or self.options.sequence_length,
-                                self.pad, **kwargs)
+        return text_inputs.pack(
+            self.ids(text), length or self.options.sequence_length, self.pad, **kwargs
+        )
 
     def generated(self, ids):
         """Generated ids `[batch, n]` -> named outputs; the first stop token and all
         after it become the pad id. Ids beyond the tokenizer's vocabulary read `[UNK]`
         in the text."""
         ids = text_inputs.ids_until_stop(ids, self.eos, self.pad)
-        return {"generated_text": tf.reshape(self.tokenizer.detokenize(ids), [-1]),
-                "generated_token_ids": ids}
+        return {
+            "generated_text": tf.reshape(self.tokenizer.detokenize(ids), [-1]),
+            "generated_token_ids": ids,
+        }
 
 
 def _compiled(fn, options):
@@ -73,19 +81,24 @@ def _compiled(fn, options):
 def _in_chunks(fn, options):
     """Signature from the per-chunk work `fn(*row_inputs) -> {name: [rows, ...]}`:
     checks the request size, then maps `fn` over chunks of `options.chunk_rows` rows."""
+
     def signature(*row_inputs):
         row_inputs = limits.check_rows(options.max_batch_rows, *row_inputs)
         return limits.map_row_chunks(fn, row_inputs, options.chunk_rows)
+
     return signature
 
 
 def _encoder_embedding(model):
     """`(ids, mask) -> mean-pooled encoder states float32 [batch, hidden]`."""
+
     def embed(ids, mask):
         backbone = model.backbone
-        hidden = backbone.encoder(backbone.encoder_token_embedding(ids), padding_mask=mask,
-                                  training=False)
+        hidden = backbone.encoder(
+            backbone.encoder_token_embedding(ids), padding_mask=mask, training=False
+        )
         return scoring.masked_mean(hidden, mask)
+
     return embed
 
 
@@ -94,26 +107,34 @@ def _classifier(model, tokenizer, options):
     # T5 SentencePiece has no class token, and ends inputs with its eos.
     cls = getattr(tokenizer, "cls_token_id", None)
     sep = getattr(tokenizer, "sep_token_id", getattr(tokenizer, "eos_token_id", None))
-    prefix, suffix = tuple(i for i in (cls,) if i is not None), tuple(
-        i for i in (sep,) if i is not None)
+    prefix, suffix = (
+        tuple(i for i in (cls,) if i is not None),
+        tuple(i for i in (sep,) if i is not None),
+    )
     label_names = tf.constant(options.label_names, tf.string)
-    logits_fn = _compiled(lambda ids, mask: model(
-        {"token_ids": ids, "padding_mask": mask}, training=False), options)
+    logits_fn = _compiled(
+        lambda ids, mask: model({"token_ids": ids, "padding_mask": mask}, training=False), options
+    )
     embed_fn = _compiled(_encoder_embedding(model), options)
 
     def classify(text):
         ids, mask, _ = text_rules.pack(text, prefix=prefix, suffix=suffix)
         probabilities = tf.nn.softmax(tf.cast(logits_fn(ids, mask), tf.float32), axis=-1)
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {"label": tf.gather(label_names, label_id), "label_id": label_id,
-                "probabilities": probabilities}
+        return {
+            "label": tf.gather(label_names, label_id),
+            "label_id": label_id,
+            "probabilities": probabilities,
+        }
 
     def embed(text):
         ids, mask, _ = text_rules.pack(text, prefix=prefix, suffix=suffix)
         return {"embedding": embed_fn(ids, mask)}
 
-    return {"serving_default": (_in_chunks(classify, options), [TEXT_SPEC]),
-            "embed": (_in_chunks(embed, options), [TEXT_SPEC])}
+    return {
+        "serving_default": (_in_chunks(classify, options), [TEXT_SPEC]),
+        "embed": (_in_chunks(embed, options), [TEXT_SPEC]),
+    }
 
 
 def _generation_signatures(generate_ids, text_rules, options):
@@ -131,18 +152,24 @@ def _generation_signatures(generate_ids, text_rules, options):
 
         def continuations():
             return limits.map_row_chunks(
-                lambda chunk: text_rules.generated(generate_ids(chunk)[:, :count]), [text],
-                options.chunk_rows)
+                lambda chunk: text_rules.generated(generate_ids(chunk)[:, :count]),
+                [text],
+                options.chunk_rows,
+            )
 
         def empty():
             rows = tf.shape(text)[0]
-            return {"generated_text": tf.fill([rows], ""),
-                    "generated_token_ids": tf.zeros([rows, 0], tf.int32)}
+            return {
+                "generated_text": tf.fill([rows], ""),
+                "generated_token_ids": tf.zeros([rows, 0], tf.int32),
+            }
 
         return tf.cond(count > 0, continuations, empty)
 
-    return {"serving_default": (serving_default, [TEXT_SPEC]),
-            "generate": (generate, [TEXT_SPEC, MAX_NEW_TOKENS_SPEC])}
+    return {
+        "serving_default": (serving_default, [TEXT_SPEC]),
+        "generate": (generate, [TEXT_SPEC, MAX_NEW_TOKENS_SPEC]),
+    }
 
 
 def _causal_lm(model, tokenizer, options):
@@ -155,8 +182,7 @@ def _causal_lm(model, tokenizer, options):
 
     def log_likelihood(ids, mask):
         """Packed `[batch, length + 1]` texts -> log-likelihood of ids `1:` given `:-1`."""
-        logits = model({"token_ids": ids[:, :-1], "padding_mask": mask[:, :-1]},
-                       training=False)
+        logits = model({"token_ids": ids[:, :-1], "padding_mask": mask[:, :-1]}, training=False)
         return scoring.sequence_log_likelihood(logits, ids[:, 1:], mask[:, 1:])
 
     log_likelihood_fn = _compiled(log_likelihood, options)
@@ -166,8 +192,9 @@ def _causal_lm(model, tokenizer, options):
         # The prompt, right-padded with `new` free positions (mask false: generated).
         ids = tf.pad(ids, [[0, 0], [0, new]], constant_values=pad)
         mask = tf.pad(mask, [[0, 0], [0, new]], constant_values=False)
-        out = model.generate_step({"token_ids": ids, "padding_mask": mask},
-                                  stop_token_ids=(eos,), sampler=sampler)["token_ids"]
+        out = model.generate_step(
+            {"token_ids": ids, "padding_mask": mask}, stop_token_ids=(eos,), sampler=sampler
+        )["token_ids"]
         positions = lengths[:, None] + tf.range(new, dtype=tf.int32)[None, :]
         return tf.gather(out, positions, batch_dims=1)
 
@@ -193,9 +220,15 @@ def _seq2seq(model, tokenizer, options):
     def log_likelihood(source_ids, source_mask, target_ids, target_mask):
         """Packed `[batch, target_length + 1]` targets -> log-likelihood of target ids
         `1:` given the source and target ids `:-1`."""
-        logits = model({"encoder_token_ids": source_ids, "encoder_padding_mask": source_mask,
-                        "decoder_token_ids": target_ids[:, :-1],
-                        "decoder_padding_mask": target_mask[:, :-1]}, training=False)
+        logits = model(
+            {
+                "encoder_token_ids": source_ids,
+                "encoder_padding_mask": source_mask,
+                "decoder_token_ids": target_ids[:, :-1],
+                "decoder_padding_mask": target_mask[:, :-1],
+            },
+            training=False,
+        )
         return scoring.sequence_log_likelihood(logits, target_ids[:, 1:], target_mask[:, 1:])
 
     log_likelihood_fn = _compiled(log_likelihood, options)
@@ -204,19 +237,31 @@ def _seq2seq(model, tokenizer, options):
         ids, mask, _ = text_rules.pack(text, suffix=(eos,))
         # Decoder prompt: the start token, then `new` positions to generate.
         rows = tf.shape(ids)[0]
-        decoder_ids = tf.concat([tf.fill([rows, 1], tf.cast(start, tf.int32)),
-                                 tf.fill([rows, new], tf.cast(text_rules.pad, tf.int32))], 1)
+        decoder_ids = tf.concat(
+            [
+                tf.fill([rows, 1], tf.cast(start, tf.int32)),
+                tf.fill([rows, new], tf.cast(text_rules.pad, tf.int32)),
+            ],
+            1,
+        )
         decoder_mask = tf.range(new + 1)[None, :] < tf.ones([rows, 1], tf.int32)
         out = model.generate_step(
-            {"encoder_token_ids": ids, "encoder_padding_mask": mask,
-             "decoder_token_ids": decoder_ids, "decoder_padding_mask": decoder_mask},
-            stop_token_ids=(eos,), sampler=sampler)["decoder_token_ids"]
+            {
+                "encoder_token_ids": ids,
+                "encoder_padding_mask": mask,
+                "decoder_token_ids": decoder_ids,
+                "decoder_padding_mask": decoder_mask,
+            },
+            stop_token_ids=(eos,),
+            sampler=sampler,
+        )["decoder_token_ids"]
         return out[:, 1:]
 
     def score(text, target):
         ids, mask, _ = text_rules.pack(text, suffix=(eos,))
         target_ids, target_mask, _ = text_rules.pack(
-            target, options.target_sequence_length + 1, prefix=(start,), suffix=(eos,))
+            target, options.target_sequence_length + 1, prefix=(start,), suffix=(eos,)
+        )
         total, count = log_likelihood_fn(ids, mask, target_ids, target_mask)
         return {"log_likelihood": total, "num_tokens": count}
 

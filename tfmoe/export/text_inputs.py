@@ -46,4 +46,3 @@ def ids_until_stop(ids, stop_id, pad_id):
     is_stop = tf.cast(tf.equal(ids, stop_id), tf.int32)
     ended = tf.cumsum(is_stop, axis=1) > 0
     return tf.where(ended, tf.constant(pad_id, ids.dtype), ids)
-

@@ -60,20 +60,20 @@ class T5Attention(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden = int(input_shape[-1])
-        scale = self.init_scale ** 0.5
+        scale = self.init_scale**0.5
 
         def normal(stddev):
             return keras.initializers.RandomNormal(stddev=scale * stddev)
 
         inner = self.inner_dim
-        self.q = self.add_weight(name="q", shape=(hidden, inner),
-                                 initializer=normal((hidden * self.key_value_dim) ** -0.5))
-        self.k = self.add_weight(name="k", shape=(hidden, inner),
-                                 initializer=normal(hidden ** -0.5))
-        self.v = self.add_weight(name="v", shape=(hidden, inner),
-                                 initializer=normal(hidden ** -0.5))
-        self.o = self.add_weight(name="o", shape=(inner, hidden),
-                                 initializer=normal(inner ** -0.5))
+        self.q = self.add_weight(
+            name="q",
+            shape=(hidden, inner),
+            initializer=normal((hidden * self.key_value_dim) ** -0.5),
+        )
+        self.k = self.add_weight(name="k", shape=(hidden, inner), initializer=normal(hidden**-0.5))
+        self.v = self.add_weight(name="v", shape=(hidden, inner), initializer=normal(hidden**-0.5))
+        self.o = self.add_weight(name="o", shape=(inner, hidden), initializer=normal(inner**-0.5))
         self.built = True
 
     def _heads(self, x):
@@ -90,19 +90,28 @@ class T5Attention(keras.layers.Layer):
         values = self._heads(ops.matmul(states, self.v))
         return ops.stack([keys, values], axis=1)
 
-    def call(self, hidden_states, key_value_states=None, attention_bias=None, cache=None,
-             cache_update_index=None, training=None):
+    def call(
+        self,
+        hidden_states,
+        key_value_states=None,
+        attention_bias=None,
+        cache=None,
+        cache_update_index=None,
+        training=None,
+    ):
         if cache is None and cache_update_index is not None:
             raise ValueError("`cache_update_index` was given without a `cache`.")
         query = self._heads(ops.matmul(hidden_states, self.q))
         if cache is None:
             kv = self.project_key_value(
-                hidden_states if key_value_states is None else key_value_states)
+                hidden_states if key_value_states is None else key_value_states
+            )
         elif cache_update_index is None:
             kv = ops.cast(cache, self.compute_dtype)
         else:
             update = self.project_key_value(
-                hidden_states if key_value_states is None else key_value_states)
+                hidden_states if key_value_states is None else key_value_states
+            )
             start = [0, 0, cache_update_index, 0, 0]
             kv = ops.slice_update(ops.cast(cache, self.compute_dtype), start, update)
             cache = kv

@@ -33,8 +33,15 @@ class DenseFeedForward(keras.layers.Layer):
     `[hidden, intermediate_dim]` (or `wi_0`, `wi_1`) and `wo` `[intermediate_dim, hidden]`.
     """
 
-    def __init__(self, intermediate_dim, activation="relu", gated=False, dropout=0.0,
-                 init_scale=1.0, **kwargs):
+    def __init__(
+        self,
+        intermediate_dim,
+        activation="relu",
+        gated=False,
+        dropout=0.0,
+        init_scale=1.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if int(intermediate_dim) < 1:
             raise ValueError(f"`intermediate_dim` must be >= 1, got {intermediate_dim}.")
@@ -52,17 +59,18 @@ class DenseFeedForward(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden = int(input_shape[-1])
-        scale = self.init_scale ** 0.5
-        wi_init = keras.initializers.RandomNormal(stddev=scale * hidden ** -0.5)
-        wo_init = keras.initializers.RandomNormal(stddev=scale * self.intermediate_dim ** -0.5)
+        scale = self.init_scale**0.5
+        wi_init = keras.initializers.RandomNormal(stddev=scale * hidden**-0.5)
+        wo_init = keras.initializers.RandomNormal(stddev=scale * self.intermediate_dim**-0.5)
         in_shape = (hidden, self.intermediate_dim)
         if self.gated:
             self.wi_0 = self.add_weight(name="wi_0", shape=in_shape, initializer=wi_init)
             self.wi_1 = self.add_weight(name="wi_1", shape=in_shape, initializer=wi_init)
         else:
             self.wi = self.add_weight(name="wi", shape=in_shape, initializer=wi_init)
-        self.wo = self.add_weight(name="wo", shape=(self.intermediate_dim, hidden),
-                                  initializer=wo_init)
+        self.wo = self.add_weight(
+            name="wo", shape=(self.intermediate_dim, hidden), initializer=wo_init
+        )
         self.built = True
 
     def call(self, x, padding_mask=None, training=None):

@@ -54,7 +54,7 @@ class GatherDispatcher:
     def __init__(self, instructions, num_experts):
         self.instructions = instructions
         self.num_experts = num_experts
-        index = instructions.expert_index                                  # [G, S, k]
+        index = instructions.expert_index  # [G, S, k]
         shape = tf.shape(index)
         groups, seq_len = shape[0], shape[1]
         k = index.shape[-1]
@@ -66,18 +66,20 @@ class GatherDispatcher:
         # scatter below, and read slot 0 (with weight 0) when combining.
         scatter_slot = tf.reshape(tf.where(instructions.kept, slot, num_slots), [-1, 1])
         self.slot = tf.reshape(tf.where(instructions.kept, slot, 0), [-1, k])  # [N, k]
-        self.kept = tf.reshape(instructions.kept, [-1, k])                      # [N, k]
+        self.kept = tf.reshape(instructions.kept, [-1, k])  # [N, k]
         token_ids = tf.repeat(tf.range(groups * seq_len), k)
-        self.token_for_slot = tf.scatter_nd(                                     # [M]
-            scatter_slot, token_ids, shape=[num_slots + 1])[:-1]
+        self.token_for_slot = tf.scatter_nd(  # [M]
+            scatter_slot, token_ids, shape=[num_slots + 1]
+        )[:-1]
         self._scatter_slot = scatter_slot
         self._num_slots = num_slots
         self.output_shape = [groups, seq_len]
 
     def _slot_values(self, values):
         """Scatters per-assignment `values` `[N, k]` to per-slot `[M]` (0 for empty slots)."""
-        return tf.scatter_nd(self._scatter_slot, tf.reshape(values, [-1]),
-                             shape=[self._num_slots + 1])[:-1]
+        return tf.scatter_nd(
+            self._scatter_slot, tf.reshape(values, [-1]), shape=[self._num_slots + 1]
+        )[:-1]
 
     def _gather_by_assignment(self, values, weights):
         """`sum_j weights[n, j] * values[slot[n, j]]`: `[M, H]` -> `[N, H]`.
@@ -85,8 +87,12 @@ class GatherDispatcher:
         One `[N, H]` gather per choice: gathering `[N, k, H]` with 2-D indices is about
         twice as slow on CPU as k 1-D gathers.
         """
-        return tf.add_n([tf.gather(values, self.slot[:, j]) * weights[:, j:j + 1]
-                         for j in range(self.slot.shape[-1])])
+        return tf.add_n(
+            [
+                tf.gather(values, self.slot[:, j]) * weights[:, j : j + 1]
+                for j in range(self.slot.shape[-1])
+            ]
+        )
 
     def dispatch(self, inputs):
         """`[G, S, H]` -> `[E, G * capacity, H]`."""
@@ -97,6 +103,7 @@ class GatherDispatcher:
         def dispatch(flat_inputs):
             def grad(d_slots):
                 return self._gather_by_assignment(d_slots, tf.cast(kept, d_slots.dtype))
+
             return tf.gather(flat_inputs, self.token_for_slot), grad
 
         expert_inputs = dispatch(tf.reshape(inputs, [-1, hidden]))
@@ -106,8 +113,8 @@ class GatherDispatcher:
         """`[E, G * capacity, H]` -> `[G, S, H]`, weighted by the gates."""
         hidden = expert_outputs.shape[-1]
         weights = tf.reshape(
-            tf.cast(self.instructions.combine_weight, expert_outputs.dtype),
-            tf.shape(self.slot))
+            tf.cast(self.instructions.combine_weight, expert_outputs.dtype), tf.shape(self.slot)
+        )
 
         @tf.custom_gradient
         def combine(flat_outputs, weights):
@@ -115,11 +122,12 @@ class GatherDispatcher:
                 # Everything in slot space: one gather of the token gradients serves
                 # both the expert-output gradient and the gate gradient
                 # `d_weights[n, j] = <outputs[slot[n, j]], d_tokens[n]>`.
-                d_tokens_by_slot = tf.gather(d_tokens, self.token_for_slot)     # [M, H]
+                d_tokens_by_slot = tf.gather(d_tokens, self.token_for_slot)  # [M, H]
                 d_outputs = d_tokens_by_slot * self._slot_values(weights)[:, None]
                 d_slot_weight = tf.reduce_sum(flat_outputs * d_tokens_by_slot, -1)  # [M]
-                d_weights = tf.gather(d_slot_weight, self.slot)                  # [N, k]
+                d_weights = tf.gather(d_slot_weight, self.slot)  # [N, k]
                 return d_outputs, d_weights * tf.cast(self.kept, d_weights.dtype)
+
             return self._gather_by_assignment(flat_outputs, weights), grad
 
         tokens = combine(tf.reshape(expert_outputs, [-1, hidden]), weights)
@@ -135,13 +143,13 @@ class EinsumDispatcher:
         capacity = instructions.capacity
         kept = tf.cast(instructions.kept, tf.float32)
         expert_one_hot = tf.one_hot(instructions.expert_index, num_experts)  # [G, S, k, E]
-        slot_one_hot = tf.one_hot(                                            # [G, S, k, C]
-            tf.where(instructions.kept, instructions.position, -1), capacity)
-        self.dispatch_mask = tf.einsum(
-            "gske,gskc,gsk->gsec", expert_one_hot, slot_one_hot, kept)
+        slot_one_hot = tf.one_hot(  # [G, S, k, C]
+            tf.where(instructions.kept, instructions.position, -1), capacity
+        )
+        self.dispatch_mask = tf.einsum("gske,gskc,gsk->gsec", expert_one_hot, slot_one_hot, kept)
         self.combine_tensor = tf.einsum(
-            "gske,gskc,gsk->gsec", expert_one_hot, slot_one_hot,
-            instructions.combine_weight)
+            "gske,gskc,gsk->gsec", expert_one_hot, slot_one_hot, instructions.combine_weight
+        )
 
     def dispatch(self, inputs):
         """`[G, S, H]` -> `[E, G * capacity, H]`."""
@@ -153,8 +161,9 @@ class EinsumDispatcher:
         """`[E, G * capacity, H]` -> `[G, S, H]`, weighted by the gates."""
         combine = tf.cast(self.combine_tensor, expert_outputs.dtype)
         shape = tf.shape(combine)
-        outputs = tf.reshape(expert_outputs,
-                             [self.num_experts, shape[0], shape[3], expert_outputs.shape[-1]])
+        outputs = tf.reshape(
+            expert_outputs, [self.num_experts, shape[0], shape[3], expert_outputs.shape[-1]]
+        )
         return tf.einsum("gsec,egch->gsh", combine, outputs)
 
 

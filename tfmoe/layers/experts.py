@@ -37,8 +37,9 @@ def expert_feed_forward(inputs, kernels, activation, dropout=None, training=None
     Returns:
       `[E, tokens, hidden]`.
     """
+
     def project_in(name):
-        return tf.matmul(kernels[name], inputs, adjoint_b=True)               # [E, F, T]
+        return tf.matmul(kernels[name], inputs, adjoint_b=True)  # [E, F, T]
 
     if "wi" in kernels:
         hidden_t = activation(project_in("wi"))
@@ -46,7 +47,7 @@ def expert_feed_forward(inputs, kernels, activation, dropout=None, training=None
         hidden_t = activation(project_in("wi_0")) * project_in("wi_1")
     if dropout is not None:
         hidden_t = dropout(hidden_t, training=training)
-    return tf.matmul(hidden_t, kernels["wo"], adjoint_a=True)                 # [E, T, H]
+    return tf.matmul(hidden_t, kernels["wo"], adjoint_a=True)  # [E, T, H]
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -71,8 +72,16 @@ class ExpertFeedForward(keras.layers.Layer):
       init_scale: variance scale (truncated normal, std `sqrt(init_scale / fan_in)`).
     """
 
-    def __init__(self, num_experts, intermediate_dim, activation="relu", gated=False,
-                 dropout=0.0, init_scale=1.0, **kwargs):
+    def __init__(
+        self,
+        num_experts,
+        intermediate_dim,
+        activation="relu",
+        gated=False,
+        dropout=0.0,
+        init_scale=1.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_experts = int(num_experts)
         self.intermediate_dim = int(intermediate_dim)
@@ -91,14 +100,14 @@ class ExpertFeedForward(keras.layers.Layer):
             self.wi_1 = self.add_weight(name="wi_1", shape=shape, initializer=wi_init)
         else:
             self.wi = self.add_weight(name="wi", shape=shape, initializer=wi_init)
-        self.wo = self.add_weight(name="wo", shape=shape,
-                                  initializer=ExpertVarianceScaling(self.init_scale))
+        self.wo = self.add_weight(
+            name="wo", shape=shape, initializer=ExpertVarianceScaling(self.init_scale)
+        )
 
     def call(self, inputs, training=None):
         # Tensors, not the variables: `tf.convert_to_tensor` applies mixed-precision autocasting.
         kernels = {name: tf.convert_to_tensor(getattr(self, name)) for name in self.kernel_names}
-        return expert_feed_forward(inputs, kernels, self.activation, self._dropout_layer,
-                                   training)
+        return expert_feed_forward(inputs, kernels, self.activation, self._dropout_layer, training)
 
     @property
     def kernel_names(self):

@@ -32,8 +32,7 @@ class ExpertVarianceScaling(keras.initializers.Initializer):
         # 0.8796... is the std of a unit normal truncated at +-2: correct for it so the
         # final std is sqrt(scale / fan_in), as keras' VarianceScaling does.
         stddev = math.sqrt(self.scale / max(1, shape[self.fan_in_axis])) / 0.87962566103423978
-        return keras.initializers.TruncatedNormal(stddev=stddev, seed=self.seed)(
-            shape, dtype=dtype)
+        return keras.initializers.TruncatedNormal(stddev=stddev, seed=self.seed)(shape, dtype=dtype)
 
     def get_config(self):
         return {"scale": self.scale, "seed": self.seed, "fan_in_axis": self.fan_in_axis}

@@ -30,10 +30,14 @@ from tfmoe.layers.dispatch import DISPATCH_MODES, make_dispatcher, resolve_dispa
 from tfmoe.layers.experts import ExpertFeedForward
 from tfmoe.layers.losses import load_balancing_loss, router_z_loss
 from tfmoe.layers.router import Router
-from tfmoe.layers.routing import (PRIORITIES, RoutingInstructions, expert_capacity,
-                                  route_top_k, routing_group_shape)
+from tfmoe.layers.routing import (
+    PRIORITIES,
+    RoutingInstructions,
+    expert_capacity,
+    route_top_k,
+    routing_group_shape,
+)
 from tfmoe.layers.routing_metrics import RoutingMetrics
-
 
 # Defaults chosen by measurement (README, "Routing groups and init"): groups as large as
 # Mesh TensorFlow's, flaxformer / Mesh TensorFlow's minimum capacity, and expert and
@@ -148,20 +152,40 @@ class MoeFeedForward(keras.layers.Layer):
     The options models pass through to every MoE layer are listed in `MOE_OPTIONS`.
     """
 
-    def __init__(self, num_experts, intermediate_dim, top_k=1, *,
-                 capacity_factor=1.25, eval_capacity_factor=2.0, group_size=DEFAULT_GROUP_SIZE,
-                 min_capacity=DEFAULT_MIN_CAPACITY, activation="relu", gated=False, dropout=0.0,
-                 expert_dropout=0.0, jitter_noise=0.0, load_balance_weight=0.01,
-                 z_loss_weight=0.0, router_dtype="float32", init_scale=DEFAULT_INIT_SCALE,
-                 dispatch="auto", priority="token", routing_metrics=True, metrics_name=None,
-                 seed=None, **kwargs):
+    def __init__(
+        self,
+        num_experts,
+        intermediate_dim,
+        top_k=1,
+        *,
+        capacity_factor=1.25,
+        eval_capacity_factor=2.0,
+        group_size=DEFAULT_GROUP_SIZE,
+        min_capacity=DEFAULT_MIN_CAPACITY,
+        activation="relu",
+        gated=False,
+        dropout=0.0,
+        expert_dropout=0.0,
+        jitter_noise=0.0,
+        load_balance_weight=0.01,
+        z_loss_weight=0.0,
+        router_dtype="float32",
+        init_scale=DEFAULT_INIT_SCALE,
+        dispatch="auto",
+        priority="token",
+        routing_metrics=True,
+        metrics_name=None,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
             raise ValueError(f"`top_k` must be an integer >= 1, got {top_k!r}.")
         k = int(top_k)
         if int(num_experts) < k:
             raise ValueError(
-                f"`num_experts` must be >= {k} for top-{k} routing, got {num_experts}.")
+                f"`num_experts` must be >= {k} for top-{k} routing, got {num_experts}."
+            )
         if int(intermediate_dim) < 1:
             raise ValueError(f"`intermediate_dim` must be >= 1, got {intermediate_dim}.")
         _check_positive("capacity_factor", capacity_factor)
@@ -172,8 +196,10 @@ class MoeFeedForward(keras.layers.Layer):
         _check_rate("dropout", dropout)
         _check_rate("expert_dropout", expert_dropout)
         _check_rate("jitter_noise", jitter_noise)
-        for name, value in (("load_balance_weight", load_balance_weight),
-                            ("z_loss_weight", z_loss_weight)):
+        for name, value in (
+            ("load_balance_weight", load_balance_weight),
+            ("z_loss_weight", z_loss_weight),
+        ):
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value}.")
         _check_positive("init_scale", init_scale)
@@ -206,24 +232,37 @@ class MoeFeedForward(keras.layers.Layer):
         self.supports_masking = True
 
         self.router = Router(
-            self.num_experts, jitter_noise=self.jitter_noise, seed=seed,
+            self.num_experts,
+            jitter_noise=self.jitter_noise,
+            seed=seed,
             kernel_initializer=keras.initializers.VarianceScaling(
-                scale=self.init_scale, mode="fan_in", distribution="truncated_normal"),
-            dtype=router_dtype, name="router")
+                scale=self.init_scale, mode="fan_in", distribution="truncated_normal"
+            ),
+            dtype=router_dtype,
+            name="router",
+        )
         self.experts = ExpertFeedForward(
-            self.num_experts, self.intermediate_dim, activation=activation, gated=gated,
-            dropout=self.expert_dropout, init_scale=self.init_scale,
-            dtype=self.dtype_policy, name="experts")
+            self.num_experts,
+            self.intermediate_dim,
+            activation=activation,
+            gated=gated,
+            dropout=self.expert_dropout,
+            init_scale=self.init_scale,
+            dtype=self.dtype_policy,
+            name="experts",
+        )
         self.output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.routing_tracker = RoutingMetrics(
-            self.num_experts, log=self.routing_metrics, name=metrics_name or self.name)
+            self.num_experts, log=self.routing_metrics, name=metrics_name or self.name
+        )
         self._hidden_dim = None
 
     def build(self, input_shape):
         if len(input_shape) != 3 or input_shape[-1] is None:
             raise ValueError(
                 f"{type(self).__name__} expects inputs of shape [batch, seq, hidden] with a "
-                f"known hidden size, got {tuple(input_shape)}.")
+                f"known hidden size, got {tuple(input_shape)}."
+            )
         self._hidden_dim = int(input_shape[-1])
         self.router.build(input_shape)
         self.experts.build((self.num_experts, None, self._hidden_dim))
@@ -232,31 +271,35 @@ class MoeFeedForward(keras.layers.Layer):
         if inputs.shape.rank != 3:
             raise ValueError(
                 f"{type(self).__name__} expects `x` of shape [batch, seq, hidden], "
-                f"got shape {inputs.shape}.")
+                f"got shape {inputs.shape}."
+            )
         if inputs.shape[-1] != self._hidden_dim:
             raise ValueError(
                 f"{type(self).__name__} was built for hidden size {self._hidden_dim}, "
-                f"but `x` has hidden size {inputs.shape[-1]}.")
+                f"but `x` has hidden size {inputs.shape[-1]}."
+            )
         if padding_mask is not None:
             padding_mask = tf.convert_to_tensor(padding_mask)
             if padding_mask.shape.rank != 2 or not padding_mask.shape.is_compatible_with(
-                    inputs.shape[:2]):
+                inputs.shape[:2]
+            ):
                 raise ValueError(
                     "`padding_mask` must have shape [batch, seq] matching `x` "
-                    f"{inputs.shape[:2]}, got {padding_mask.shape}.")
+                    f"{inputs.shape[:2]}, got {padding_mask.shape}."
+                )
             padding_mask = tf.cast(padding_mask, tf.bool)
         return padding_mask
 
     def call(self, inputs, padding_mask=None, training=None):
         padding_mask = self._check_inputs(inputs, padding_mask)
         if inputs.shape[1] == 0:
-            return tf.zeros_like(inputs)                                  # nothing to route
+            return tf.zeros_like(inputs)  # nothing to route
         # Non-finite tokens are routed like padding: zeroed (`tf.where`: NaN * 0 is NaN) and
         # given no slot, so they reach neither the router statistics nor another token's
         # expert slots (the einsum dispatch multiplies every token by every slot's weight).
         # A non-finite real token's output is NaN: it affects itself only.
-        finite = tf.reduce_all(tf.math.is_finite(inputs), axis=-1)          # [B, S]
-        poisoned = tf.logical_not(finite)                                 # real, non-finite
+        finite = tf.reduce_all(tf.math.is_finite(inputs), axis=-1)  # [B, S]
+        poisoned = tf.logical_not(finite)  # real, non-finite
         if padding_mask is None:
             padding_mask = finite
         else:
@@ -264,27 +307,34 @@ class MoeFeedForward(keras.layers.Layer):
             padding_mask = tf.logical_and(finite, padding_mask)
         inputs = tf.where(padding_mask[..., None], inputs, tf.zeros_like(inputs))
         shape = tf.shape(inputs)
-        batch, seq_len = [dim if dim is not None else shape[axis]
-                          for axis, dim in enumerate(inputs.shape[:2])]
+        batch, seq_len = [
+            dim if dim is not None else shape[axis] for axis, dim in enumerate(inputs.shape[:2])
+        ]
         rows, positions = routing_group_shape(batch, seq_len, self.group_size)
-        tokens = rows * positions                                         # per group T
-        groups = (batch // rows) * (seq_len // positions)                 # G
-        logits = tf.reshape(self.router(inputs, training=training),
-                            [groups, tokens, self.num_experts])           # [G, T, E] f32
+        tokens = rows * positions  # per group T
+        groups = (batch // rows) * (seq_len // positions)  # G
+        logits = tf.reshape(
+            self.router(inputs, training=training), [groups, tokens, self.num_experts]
+        )  # [G, T, E] f32
         result = self.grouped_forward(
             tf.reshape(inputs, [groups, tokens, inputs.shape[-1]]),
-            tf.reshape(padding_mask, [groups, tokens]), logits,
+            tf.reshape(padding_mask, [groups, tokens]),
+            logits,
             lambda expert_inputs: self.experts(expert_inputs, training=training),
-            rows_per_group=rows, dispatch=resolve_dispatch(self.dispatch), training=training)
+            rows_per_group=rows,
+            dispatch=resolve_dispatch(self.dispatch),
+            training=training,
+        )
         for loss in result.aux_losses:
             self.add_loss(loss)
-        outputs = tf.reshape(result.outputs, shape)                       # [B, S, H]
+        outputs = tf.reshape(result.outputs, shape)  # [B, S, H]
         outputs = self.output_dropout(outputs, training=training)
         outputs = tf.where(poisoned[..., None], tf.constant(float("nan"), outputs.dtype), outputs)
 
         routing = result.routing
         self.routing_tracker.update_state(
-            routing.expert_index, routing.valid, routing.kept, result.z_loss)
+            routing.expert_index, routing.valid, routing.kept, result.z_loss
+        )
         return outputs
 
     def capacity(self, tokens_per_group, training=None):
@@ -294,11 +344,25 @@ class MoeFeedForward(keras.layers.Layer):
         capacity (GShard: 2N/E for top-2); no expert can take more than every token.
         """
         factor = self.capacity_factor if training else self.eval_capacity_factor
-        return expert_capacity(tokens_per_group * self.top_k, factor, self.num_experts,
-                               self.min_capacity, max_capacity=tokens_per_group)
+        return expert_capacity(
+            tokens_per_group * self.top_k,
+            factor,
+            self.num_experts,
+            self.min_capacity,
+            max_capacity=tokens_per_group,
+        )
 
-    def grouped_forward(self, grouped, padding_mask, router_logits, experts, *,
-                        rows_per_group, dispatch, training=None):
+    def grouped_forward(
+        self,
+        grouped,
+        padding_mask,
+        router_logits,
+        experts,
+        *,
+        rows_per_group,
+        dispatch,
+        training=None,
+    ):
         """The MoE computation on grouped tokens, after the router: routing instructions
         -> dispatch -> experts -> combine, and the auxiliary losses.
 
@@ -319,8 +383,14 @@ class MoeFeedForward(keras.layers.Layer):
         """
         tokens = grouped.shape[1] if grouped.shape[1] is not None else tf.shape(grouped)[1]
         probs = tf.nn.softmax(tf.cast(router_logits, tf.float32), axis=-1)
-        routing = route_top_k(probs, self.top_k, self.capacity(tokens, training), padding_mask,
-                              priority=self.priority, rows_per_group=rows_per_group)
+        routing = route_top_k(
+            probs,
+            self.top_k,
+            self.capacity(tokens, training),
+            padding_mask,
+            priority=self.priority,
+            rows_per_group=rows_per_group,
+        )
         z_loss = router_z_loss(router_logits, padding_mask)
         aux_losses = []
         if training:
@@ -331,7 +401,7 @@ class MoeFeedForward(keras.layers.Layer):
                 aux_losses.append(self.z_loss_weight * z_loss)
 
         dispatcher = make_dispatcher(dispatch, routing, self.num_experts)
-        outputs = dispatcher.combine(experts(dispatcher.dispatch(grouped)))    # [G, T, H]
+        outputs = dispatcher.combine(experts(dispatcher.dispatch(grouped)))  # [G, T, H]
         return GroupedForward(outputs, routing, tuple(aux_losses), z_loss)
 
     @property
@@ -378,7 +448,8 @@ def _check_fixed_top_k(cls, top_k, fixed):
     if top_k != fixed:
         raise ValueError(
             f"{cls.__name__} routes every token to `top_k={fixed}` expert(s), got "
-            f"`top_k={top_k!r}`; use `MoeFeedForward(top_k=...)` for other values.")
+            f"`top_k={top_k!r}`; use `MoeFeedForward(top_k=...)` for other values."
+        )
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")

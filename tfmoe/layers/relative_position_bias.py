@@ -6,8 +6,9 @@ import keras
 from keras import ops
 
 
-def relative_position_bucket(relative_position, bidirectional=True, num_buckets=32,
-                             max_distance=128):
+def relative_position_bucket(
+    relative_position, bidirectional=True, num_buckets=32, max_distance=128
+):
     """Maps relative positions (`key_position - query_position`) to bucket ids.
 
     The exact Mesh TensorFlow / T5 / Hugging Face scheme: with `bidirectional`, half of
@@ -68,11 +69,21 @@ class RelativePositionBias(keras.layers.Layer):
       `{encoder,decoder}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`).
     """
 
-    def __init__(self, num_heads, num_buckets=32, max_distance=128, bidirectional=True,
-                 embeddings_initializer="zeros", **kwargs):
+    def __init__(
+        self,
+        num_heads,
+        num_buckets=32,
+        max_distance=128,
+        bidirectional=True,
+        embeddings_initializer="zeros",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        for name, value in (("num_heads", num_heads), ("num_buckets", num_buckets),
-                            ("max_distance", max_distance)):
+        for name, value in (
+            ("num_heads", num_heads),
+            ("num_buckets", num_buckets),
+            ("max_distance", max_distance),
+        ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}.")
         if int(num_buckets) < (4 if bidirectional else 2):
@@ -85,15 +96,20 @@ class RelativePositionBias(keras.layers.Layer):
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(
-            name="embeddings", shape=(self.num_buckets, self.num_heads),
-            initializer=self.embeddings_initializer, autocast=False)
+            name="embeddings",
+            shape=(self.num_buckets, self.num_heads),
+            initializer=self.embeddings_initializer,
+            autocast=False,
+        )
         self.built = True
 
     def call(self, query_positions, key_positions):
-        relative = (ops.cast(key_positions, "int32")[None, :]
-                    - ops.cast(query_positions, "int32")[:, None])
+        relative = (
+            ops.cast(key_positions, "int32")[None, :] - ops.cast(query_positions, "int32")[:, None]
+        )
         bucket = relative_position_bucket(
-            relative, self.bidirectional, self.num_buckets, self.max_distance)
+            relative, self.bidirectional, self.num_buckets, self.max_distance
+        )
         values = ops.take(ops.cast(self.embeddings, "float32"), bucket, axis=0)  # [q, k, h]
         return ops.expand_dims(ops.transpose(values, (2, 0, 1)), 0)
 

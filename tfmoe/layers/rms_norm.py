@@ -47,7 +47,8 @@ class RMSNorm(keras.layers.Layer):
         # (`autocast=False`: `keras.layers.RMSNormalization` would round it to bfloat16
         # under `mixed_bfloat16`).
         normalized = ops.rms_normalization(
-            ops.cast(x, "float32"), scale=self.scale, epsilon=self.epsilon)
+            ops.cast(x, "float32"), scale=self.scale, epsilon=self.epsilon
+        )
         return ops.cast(normalized, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

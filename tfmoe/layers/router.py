@@ -19,6 +19,7 @@ def _router_matmul(tokens, kernel):
     operand transposed: about 1.8x slower on CPU than `dy^T @ x` plus the transpose of
     the small `[E, hidden]` result.
     """
+
     def grad(d_logits):
         d_tokens = tf.matmul(d_logits, kernel, transpose_b=True)
         d_kernel = tf.transpose(tf.matmul(d_logits, tokens, transpose_a=True))
@@ -39,8 +40,10 @@ def router_logits(inputs, kernel):
     """
     hidden, num_experts = inputs.shape[-1], kernel.shape[-1]
     logits = _router_matmul(tf.reshape(inputs, [-1, hidden]), kernel)
-    leading = [dim if dim is not None else tf.shape(inputs)[axis]
-               for axis, dim in enumerate(inputs.shape[:-1])]
+    leading = [
+        dim if dim is not None else tf.shape(inputs)[axis]
+        for axis, dim in enumerate(inputs.shape[:-1])
+    ]
     return tf.reshape(logits, leading + [num_experts])
 
 
@@ -55,8 +58,15 @@ class Router(keras.layers.Layer):
       seed: seed of the jitter noise.
     """
 
-    def __init__(self, num_experts, jitter_noise=0.0, kernel_initializer="glorot_uniform",
-                 seed=None, dtype="float32", **kwargs):
+    def __init__(
+        self,
+        num_experts,
+        jitter_noise=0.0,
+        kernel_initializer="glorot_uniform",
+        seed=None,
+        dtype="float32",
+        **kwargs,
+    ):
         super().__init__(dtype=dtype, **kwargs)
         self.num_experts = int(num_experts)
         self.jitter_noise = float(jitter_noise)
@@ -66,14 +76,20 @@ class Router(keras.layers.Layer):
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], self.num_experts),
-            initializer=self.kernel_initializer)
+            name="kernel",
+            shape=(input_shape[-1], self.num_experts),
+            initializer=self.kernel_initializer,
+        )
 
     def call(self, inputs, training=None):
         if training and self.jitter_noise > 0:
             inputs = inputs * keras.random.uniform(
-                ops.shape(inputs), 1.0 - self.jitter_noise, 1.0 + self.jitter_noise,
-                dtype=inputs.dtype, seed=self._seed_generator)
+                ops.shape(inputs),
+                1.0 - self.jitter_noise,
+                1.0 + self.jitter_noise,
+                dtype=inputs.dtype,
+                seed=self._seed_generator,
+            )
         # The kernel as a tensor (read under any autocast scope), not the variable.
         return router_logits(inputs, tf.convert_to_tensor(self.kernel))
 

@@ -76,8 +76,9 @@ def _is_static(*values):
     return all(isinstance(v, int) for v in values)
 
 
-def expert_capacity(tokens_per_group, capacity_factor, num_experts, min_capacity=1,
-                    max_capacity=None):
+def expert_capacity(
+    tokens_per_group, capacity_factor, num_experts, min_capacity=1, max_capacity=None
+):
     """`ceil(tokens_per_group * capacity_factor / num_experts)`, clipped to
     `[min_capacity, max_capacity]` (and at least 1).
 
@@ -121,8 +122,11 @@ def routing_group_shape(batch, seq_len, group_size):
         return _largest_divisor_at_most(batch, group_size // seq_len), seq_len
     batch, seq_len = tf.cast(batch, tf.int32), tf.cast(seq_len, tf.int32)
     whole_rows = seq_len < group_size
-    rows = tf.where(whole_rows, _largest_divisor_at_most(
-        batch, tf.maximum(1, group_size // tf.maximum(seq_len, 1))), 1)
+    rows = tf.where(
+        whole_rows,
+        _largest_divisor_at_most(batch, tf.maximum(1, group_size // tf.maximum(seq_len, 1))),
+        1,
+    )
     positions = tf.where(whole_rows, seq_len, _largest_divisor_at_most(seq_len, group_size))
     return rows, tf.maximum(positions, 1)
 
@@ -156,14 +160,17 @@ def _positions_in_expert(expert_index, valid, rank, num_experts):
     groups, assignments = shape[0], shape[1] * shape[2]
     expert = tf.reshape(tf.where(valid, expert_index, num_experts), [groups, assignments])
     order_key = expert * assignments + tf.reshape(rank, [groups, assignments])
-    order = tf.argsort(order_key, axis=1, stable=True)                     # [G, A]
-    place = tf.argsort(order, axis=1, stable=True)                         # inverse perm
-    counts = tf.math.unsorted_segment_sum(                                  # [G * (E+1)]
-        tf.ones_like(expert), expert + (num_experts + 1) * tf.range(groups)[:, None],
-        groups * (num_experts + 1))
-    first_place = tf.cumsum(tf.reshape(counts, [groups, num_experts + 1]), axis=1,
-                            exclusive=True)                                 # [G, E+1]
-    position = place - tf.gather(first_place, expert, batch_dims=1)        # [G, A]
+    order = tf.argsort(order_key, axis=1, stable=True)  # [G, A]
+    place = tf.argsort(order, axis=1, stable=True)  # inverse perm
+    counts = tf.math.unsorted_segment_sum(  # [G * (E+1)]
+        tf.ones_like(expert),
+        expert + (num_experts + 1) * tf.range(groups)[:, None],
+        groups * (num_experts + 1),
+    )
+    first_place = tf.cumsum(
+        tf.reshape(counts, [groups, num_experts + 1]), axis=1, exclusive=True
+    )  # [G, E+1]
+    position = place - tf.gather(first_place, expert, batch_dims=1)  # [G, A]
     return tf.reshape(position, shape)
 
 
@@ -173,11 +180,18 @@ def _assignment_rank(token_rank, top_k, priority):
     choice = tf.range(top_k)[None, None, :]
     if priority == "token":
         return token_rank[..., None] * top_k + choice
-    return choice * tokens + token_rank[..., None]                          # choices first
+    return choice * tokens + token_rank[..., None]  # choices first
 
 
-def route_top_k(router_probs, top_k, capacity, padding_mask=None, priority="position",
-                normalize_gates=None, rows_per_group=1):
+def route_top_k(
+    router_probs,
+    top_k,
+    capacity,
+    padding_mask=None,
+    priority="position",
+    normalize_gates=None,
+    rows_per_group=1,
+):
     """Builds `RoutingInstructions` from router probabilities.
 
     Args:
@@ -199,7 +213,7 @@ def route_top_k(router_probs, top_k, capacity, padding_mask=None, priority="posi
     num_experts = router_probs.shape[-1]
     if normalize_gates is None:
         normalize_gates = top_k > 1
-    gates, expert_index = tf.math.top_k(router_probs, k=top_k)                # [G, T, k]
+    gates, expert_index = tf.math.top_k(router_probs, k=top_k)  # [G, T, k]
     expert_index = tf.cast(expert_index, tf.int32)
     if normalize_gates:
         gates = gates / tf.maximum(tf.reduce_sum(gates, -1, keepdims=True), 1e-9)
@@ -207,8 +221,7 @@ def route_top_k(router_probs, top_k, capacity, padding_mask=None, priority="posi
     if padding_mask is None:
         valid = tf.ones_like(expert_index, dtype=tf.bool)
     else:
-        valid = tf.broadcast_to(
-            tf.cast(padding_mask, tf.bool)[..., None], tf.shape(expert_index))
+        valid = tf.broadcast_to(tf.cast(padding_mask, tf.bool)[..., None], tf.shape(expert_index))
 
     tokens = tf.shape(expert_index)[1]
     if priority == "probability":
@@ -222,8 +235,11 @@ def route_top_k(router_probs, top_k, capacity, padding_mask=None, priority="posi
         token_rank = _token_order(tokens, rows_per_group)[None, :]
     rank = _assignment_rank(tf.cast(token_rank, tf.int32), top_k, priority)
     position = _positions_in_expert(
-        tf.stop_gradient(expert_index), valid,
-        tf.broadcast_to(rank, tf.shape(expert_index)), num_experts)
+        tf.stop_gradient(expert_index),
+        valid,
+        tf.broadcast_to(rank, tf.shape(expert_index)),
+        num_experts,
+    )
 
     kept = tf.logical_and(valid, position < capacity)
     combine_weight = tf.where(kept, gates, tf.zeros_like(gates))  # not `* kept`: NaN * 0 is NaN

@@ -38,9 +38,11 @@ class RoutingMetrics(keras.metrics.Metric):
         self.tokens = add((), "zeros", name="tokens")
         self.z_loss_sum = add((), "zeros", name="z_loss_sum")
         self.latest_expert_fraction = add(
-            (self.num_experts,), "zeros", aggregation="mean", name="latest_expert_fraction")
+            (self.num_experts,), "zeros", aggregation="mean", name="latest_expert_fraction"
+        )
         self.latest_dropped_fraction = add(
-            (), "zeros", aggregation="mean", name="latest_dropped_fraction")
+            (), "zeros", aggregation="mean", name="latest_dropped_fraction"
+        )
         self.latest_z_loss = add((), "zeros", aggregation="mean", name="latest_z_loss")
 
     def update_state(self, expert_index, valid, kept, z_loss):
@@ -51,8 +53,10 @@ class RoutingMetrics(keras.metrics.Metric):
         """
         valid_f = ops.cast(valid, "float32")
         per_expert = ops.segment_sum(
-            ops.reshape(valid_f, [-1]), ops.reshape(expert_index, [-1]),
-            num_segments=self.num_experts)
+            ops.reshape(valid_f, [-1]),
+            ops.reshape(expert_index, [-1]),
+            num_segments=self.num_experts,
+        )
         routed = ops.sum(valid_f)
         dropped = routed - ops.sum(ops.cast(kept, "float32"))
         tokens = ops.sum(valid_f[..., 0])
@@ -72,7 +76,8 @@ class RoutingMetrics(keras.metrics.Metric):
         return {
             f"{self.name}/dropped_fraction": ops.divide_no_nan(self.dropped, routed),
             f"{self.name}/expert_load_max": ops.divide_no_nan(
-                ops.max(self.assignments) * self.num_experts, routed),
+                ops.max(self.assignments) * self.num_experts, routed
+            ),
             f"{self.name}/router_z_loss": ops.divide_no_nan(self.z_loss_sum, self.tokens),
         }
 
@@ -85,5 +90,9 @@ class RoutingMetrics(keras.metrics.Metric):
         }
 
     def get_config(self):
-        return {"num_experts": self.num_experts, "log": self.log, "name": self.name,
-                "dtype": self.dtype}
+        return {
+            "num_experts": self.num_experts,
+            "log": self.log,
+            "name": self.name,
+            "dtype": self.dtype,
+        }

@@ -4,8 +4,12 @@ import keras
 
 from tfmoe.layers.attention import T5Attention
 from tfmoe.layers.dense_feed_forward import DenseFeedForward
-from tfmoe.layers.moe_feed_forward import (MOE_OPTIONS, MoeFeedForward, SwitchFeedForward,
-                                           Top2FeedForward)
+from tfmoe.layers.moe_feed_forward import (
+    MOE_OPTIONS,
+    MoeFeedForward,
+    SwitchFeedForward,
+    Top2FeedForward,
+)
 from tfmoe.layers.rms_norm import RMSNorm
 
 # The MoE layer class of each `top_k` (other values: the generic `MoeFeedForward`).
@@ -63,10 +67,25 @@ class TransformerBlock(keras.layers.Layer):
       [`layer.-1.layer_norm`], `feed_forward` [`layer.-1.mlp`].
     """
 
-    def __init__(self, num_heads, key_value_dim, intermediate_dim, *, use_cross_attention=False,
-                 num_experts=0, top_k=1, activation="relu", gated=False, dropout=0.0,
-                 expert_dropout=None, layer_norm_epsilon=1e-6, init_scale=1.0,
-                 moe_options=None, metrics_name=None, **kwargs):
+    def __init__(
+        self,
+        num_heads,
+        key_value_dim,
+        intermediate_dim,
+        *,
+        use_cross_attention=False,
+        num_experts=0,
+        top_k=1,
+        activation="relu",
+        gated=False,
+        dropout=0.0,
+        expert_dropout=None,
+        layer_norm_epsilon=1e-6,
+        init_scale=1.0,
+        moe_options=None,
+        metrics_name=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
@@ -94,32 +113,58 @@ class TransformerBlock(keras.layers.Layer):
 
         policy = self.dtype_policy
         self.self_attention_layer_norm = RMSNorm(
-            self.layer_norm_epsilon, dtype=policy, name="self_attention_layer_norm")
+            self.layer_norm_epsilon, dtype=policy, name="self_attention_layer_norm"
+        )
         self.self_attention = T5Attention(
-            self.num_heads, self.key_value_dim, dropout=self.dropout,
-            init_scale=self.init_scale, dtype=policy, name="self_attention")
+            self.num_heads,
+            self.key_value_dim,
+            dropout=self.dropout,
+            init_scale=self.init_scale,
+            dtype=policy,
+            name="self_attention",
+        )
         if self.use_cross_attention:
             self.cross_attention_layer_norm = RMSNorm(
-                self.layer_norm_epsilon, dtype=policy, name="cross_attention_layer_norm")
+                self.layer_norm_epsilon, dtype=policy, name="cross_attention_layer_norm"
+            )
             self.cross_attention = T5Attention(
-                self.num_heads, self.key_value_dim, dropout=self.dropout,
-                init_scale=self.init_scale, dtype=policy, name="cross_attention")
+                self.num_heads,
+                self.key_value_dim,
+                dropout=self.dropout,
+                init_scale=self.init_scale,
+                dtype=policy,
+                name="cross_attention",
+            )
         self.feed_forward_layer_norm = RMSNorm(
-            self.layer_norm_epsilon, dtype=policy, name="feed_forward_layer_norm")
+            self.layer_norm_epsilon, dtype=policy, name="feed_forward_layer_norm"
+        )
         hidden_dropout = self.dropout if self.expert_dropout is None else self.expert_dropout
         if self.num_experts == 0:
             self.feed_forward = DenseFeedForward(
-                self.intermediate_dim, activation=self.activation, gated=self.gated,
-                dropout=hidden_dropout, init_scale=self.init_scale, dtype=policy,
-                name="feed_forward")
+                self.intermediate_dim,
+                activation=self.activation,
+                gated=self.gated,
+                dropout=hidden_dropout,
+                init_scale=self.init_scale,
+                dtype=policy,
+                name="feed_forward",
+            )
         else:
             moe_class = _MOE_CLASSES.get(self.top_k, MoeFeedForward)
             self.feed_forward = moe_class(
-                self.num_experts, self.intermediate_dim, top_k=self.top_k,
-                activation=self.activation, gated=self.gated, dropout=0.0,
-                expert_dropout=hidden_dropout, init_scale=self.init_scale,
-                metrics_name=self.metrics_name, dtype=policy, name="feed_forward",
-                **self.moe_options)
+                self.num_experts,
+                self.intermediate_dim,
+                top_k=self.top_k,
+                activation=self.activation,
+                gated=self.gated,
+                dropout=0.0,
+                expert_dropout=hidden_dropout,
+                init_scale=self.init_scale,
+                metrics_name=self.metrics_name,
+                dtype=policy,
+                name="feed_forward",
+                **self.moe_options,
+            )
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
 
     @property
@@ -129,8 +174,12 @@ class TransformerBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = (None, None, int(input_shape[-1]))
-        sublayers = [self.self_attention_layer_norm, self.self_attention,
-                     self.feed_forward_layer_norm, self.feed_forward]
+        sublayers = [
+            self.self_attention_layer_norm,
+            self.self_attention,
+            self.feed_forward_layer_norm,
+            self.feed_forward,
+        ]
         if self.use_cross_attention:
             sublayers += [self.cross_attention_layer_norm, self.cross_attention]
         for layer in sublayers:
@@ -138,39 +187,61 @@ class TransformerBlock(keras.layers.Layer):
                 layer.build(shape)
         self.built = True
 
-    def call(self, hidden_states, self_attention_bias=None, encoder_output=None,
-             cross_attention_bias=None, padding_mask=None, self_attention_cache=None,
-             cache_update_index=None, cross_attention_cache=None, training=None):
+    def call(
+        self,
+        hidden_states,
+        self_attention_bias=None,
+        encoder_output=None,
+        cross_attention_bias=None,
+        padding_mask=None,
+        self_attention_cache=None,
+        cache_update_index=None,
+        cross_attention_cache=None,
+        training=None,
+    ):
         x = hidden_states
         normed = self.self_attention_layer_norm(x)
         if self_attention_cache is None:
             attended = self.self_attention(
-                normed, attention_bias=self_attention_bias, training=training)
+                normed, attention_bias=self_attention_bias, training=training
+            )
         else:
             attended, self_attention_cache = self.self_attention(
-                normed, attention_bias=self_attention_bias, cache=self_attention_cache,
-                cache_update_index=cache_update_index, training=training)
+                normed,
+                attention_bias=self_attention_bias,
+                cache=self_attention_cache,
+                cache_update_index=cache_update_index,
+                training=training,
+            )
         x = x + self.dropout_layer(attended, training=training)
 
         if self.use_cross_attention:
             if encoder_output is None and cross_attention_cache is None:
                 raise ValueError(
-                    "A cross-attention block needs `encoder_output` or `cross_attention_cache`.")
+                    "A cross-attention block needs `encoder_output` or `cross_attention_cache`."
+                )
             normed = self.cross_attention_layer_norm(x)
             if cross_attention_cache is None:
                 attended = self.cross_attention(
-                    normed, key_value_states=encoder_output,
-                    attention_bias=cross_attention_bias, training=training)
+                    normed,
+                    key_value_states=encoder_output,
+                    attention_bias=cross_attention_bias,
+                    training=training,
+                )
             else:
                 attended, _ = self.cross_attention(
-                    normed, attention_bias=cross_attention_bias, cache=cross_attention_cache,
-                    training=training)
+                    normed,
+                    attention_bias=cross_attention_bias,
+                    cache=cross_attention_cache,
+                    training=training,
+                )
             x = x + self.dropout_layer(attended, training=training)
 
         normed = self.feed_forward_layer_norm(x)
         x = x + self.dropout_layer(
             self.feed_forward(normed, padding_mask=padding_mask, training=training),
-            training=training)
+            training=training,
+        )
         if self_attention_cache is not None:
             return x, self_attention_cache
         return x

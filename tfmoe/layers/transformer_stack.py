@@ -40,7 +40,8 @@ def routing_priority(priority, top_k, causal):
     if causal and (priority == "probability" or (priority == "position" and top_k > 1)):
         raise ValueError(
             f"`priority={priority!r}` with top-{top_k} routing lets a token's routing depend "
-            "on later positions, which a causal stack must not; use 'token'.")
+            "on later positions, which a causal stack must not; use 'token'."
+        )
     return priority
 
 
@@ -102,13 +103,31 @@ class TransformerStack(keras.layers.Layer):
     unique in a model (weights keep their layer paths, `{stack}/block_{i}/feed_forward/...`).
     """
 
-    def __init__(self, num_layers, num_heads, key_value_dim, intermediate_dim, *,
-                 causal=False, use_cross_attention=False, num_experts=0, sparse_step=2,
-                 top_k=1, activation="relu", gated=False, dropout=0.0,
-                 expert_dropout=None, layer_norm_epsilon=1e-6, init_scale=1.0,
-                 relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                 relative_attention_initializer="zeros", router_ignore_padding_tokens=True,
-                 moe_options=None, **kwargs):
+    def __init__(
+        self,
+        num_layers,
+        num_heads,
+        key_value_dim,
+        intermediate_dim,
+        *,
+        causal=False,
+        use_cross_attention=False,
+        num_experts=0,
+        sparse_step=2,
+        top_k=1,
+        activation="relu",
+        gated=False,
+        dropout=0.0,
+        expert_dropout=None,
+        layer_norm_epsilon=1e-6,
+        init_scale=1.0,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        relative_attention_initializer="zeros",
+        router_ignore_padding_tokens=True,
+        moe_options=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if int(num_layers) < 1:
             raise ValueError(f"`num_layers` must be >= 1, got {num_layers}.")
@@ -131,35 +150,48 @@ class TransformerStack(keras.layers.Layer):
         self.init_scale = float(init_scale)
         self.relative_attention_num_buckets = int(relative_attention_num_buckets)
         self.relative_attention_max_distance = int(relative_attention_max_distance)
-        self.relative_attention_initializer = keras.initializers.get(
-            relative_attention_initializer)
+        self.relative_attention_initializer = keras.initializers.get(relative_attention_initializer)
         self.router_ignore_padding_tokens = bool(router_ignore_padding_tokens)
         self.moe_options = dict(moe_options or {})
         block_moe_options = dict(self.moe_options)
         block_moe_options["priority"] = routing_priority(
-            self.moe_options.get("priority"), self.top_k, self.causal)
+            self.moe_options.get("priority"), self.top_k, self.causal
+        )
 
         policy = self.dtype_policy
         self.relative_position_bias = RelativePositionBias(
-            self.num_heads, self.relative_attention_num_buckets,
-            self.relative_attention_max_distance, bidirectional=not self.causal,
-            embeddings_initializer=self.relative_attention_initializer, dtype=policy,
-            name="relative_position_bias")
+            self.num_heads,
+            self.relative_attention_num_buckets,
+            self.relative_attention_max_distance,
+            bidirectional=not self.causal,
+            embeddings_initializer=self.relative_attention_initializer,
+            dtype=policy,
+            name="relative_position_bias",
+        )
         self.blocks = [
             TransformerBlock(
-                self.num_heads, self.key_value_dim, self.intermediate_dim,
+                self.num_heads,
+                self.key_value_dim,
+                self.intermediate_dim,
                 use_cross_attention=self.use_cross_attention,
                 num_experts=self.num_experts if is_sparse_layer(i, self.sparse_step) else 0,
-                top_k=self.top_k, activation=self.activation, gated=self.gated,
-                dropout=self.dropout, expert_dropout=self.expert_dropout,
-                layer_norm_epsilon=self.layer_norm_epsilon, init_scale=self.init_scale,
+                top_k=self.top_k,
+                activation=self.activation,
+                gated=self.gated,
+                dropout=self.dropout,
+                expert_dropout=self.expert_dropout,
+                layer_norm_epsilon=self.layer_norm_epsilon,
+                init_scale=self.init_scale,
                 moe_options=block_moe_options,
                 metrics_name=f"{self.name}_block_{i}_feed_forward",
-                dtype=policy, name=f"block_{i}")
+                dtype=policy,
+                name=f"block_{i}",
+            )
             for i in range(self.num_layers)
         ]
         self.final_layer_norm = RMSNorm(
-            self.layer_norm_epsilon, dtype=policy, name="final_layer_norm")
+            self.layer_norm_epsilon, dtype=policy, name="final_layer_norm"
+        )
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
 
     @property
@@ -187,12 +219,11 @@ class TransformerStack(keras.layers.Layer):
             raise ValueError("This stack has no cross-attention.")
         return ops.stack(
             [block.cross_attention.project_key_value(encoder_output) for block in self.blocks],
-            axis=1)
+            axis=1,
+        )
 
-    def _self_attention_bias(self, query_length, key_length, padding_mask, query_offset,
-                             cached):
-        query_position = ops.arange(query_length, dtype="int32") + ops.cast(
-            query_offset, "int32")
+    def _self_attention_bias(self, query_length, key_length, padding_mask, query_offset, cached):
+        query_position = ops.arange(query_length, dtype="int32") + ops.cast(query_offset, "int32")
         key_position = ops.arange(key_length, dtype="int32")
         bias = self.relative_position_bias(query_position, key_position)
         mask = None
@@ -203,9 +234,17 @@ class TransformerStack(keras.layers.Layer):
             mask = key_mask if mask is None else ops.logical_and(mask, key_mask)
         return bias if mask is None else bias + mask_to_bias(mask)
 
-    def call(self, hidden_states, padding_mask=None, encoder_output=None,
-             encoder_padding_mask=None, cache=None, cache_update_index=None,
-             cross_cache=None, training=None):
+    def call(
+        self,
+        hidden_states,
+        padding_mask=None,
+        encoder_output=None,
+        encoder_padding_mask=None,
+        cache=None,
+        cache_update_index=None,
+        cross_cache=None,
+        training=None,
+    ):
         cached = cache is not None
         if cached and cache_update_index is None:
             raise ValueError("`cache` needs a `cache_update_index`.")
@@ -214,8 +253,8 @@ class TransformerStack(keras.layers.Layer):
         query_length = ops.shape(hidden_states)[1]
         key_length = ops.shape(cache)[3] if cached else query_length
         self_bias = self._self_attention_bias(
-            query_length, key_length, padding_mask,
-            cache_update_index if cached else 0, cached)
+            query_length, key_length, padding_mask, cache_update_index if cached else 0, cached
+        )
         cross_bias = None
         if self.use_cross_attention and encoder_padding_mask is not None:
             cross_bias = mask_to_bias(encoder_padding_mask)[:, None, None, :]
@@ -224,16 +263,24 @@ class TransformerStack(keras.layers.Layer):
         x = self.dropout_layer(hidden_states, training=training)
         new_caches = []
         for i, block in enumerate(self.blocks):
-            kwargs = dict(self_attention_bias=self_bias, cross_attention_bias=cross_bias,
-                          padding_mask=routing_mask, training=training)
+            kwargs = dict(
+                self_attention_bias=self_bias,
+                cross_attention_bias=cross_bias,
+                padding_mask=routing_mask,
+                training=training,
+            )
             if self.use_cross_attention:
                 if cross_cache is None:
                     kwargs["encoder_output"] = encoder_output
                 else:
                     kwargs["cross_attention_cache"] = cross_cache[:, i]
             if cached:
-                x, layer_cache = block(x, self_attention_cache=cache[:, i],
-                                       cache_update_index=cache_update_index, **kwargs)
+                x, layer_cache = block(
+                    x,
+                    self_attention_cache=cache[:, i],
+                    cache_update_index=cache_update_index,
+                    **kwargs,
+                )
                 new_caches.append(layer_cache)
             else:
                 x = block(x, **kwargs)
@@ -266,7 +313,8 @@ class TransformerStack(keras.layers.Layer):
             relative_attention_num_buckets=self.relative_attention_num_buckets,
             relative_attention_max_distance=self.relative_attention_max_distance,
             relative_attention_initializer=keras.initializers.serialize(
-                self.relative_attention_initializer),
+                self.relative_attention_initializer
+            ),
             router_ignore_padding_tokens=self.router_ignore_padding_tokens,
             moe_options=self.moe_options,
         )

@@ -31,13 +31,19 @@ from tfmoe.models.presets import PRESETS, get_preset, list_presets
 from tfmoe.models.switch_architecture import SwitchArchitecture
 from tfmoe.models.switch_backbone import SwitchBackbone, SwitchSeq2SeqBackbone
 from tfmoe.models.switch_causal_lm import SwitchCausalLM, SwitchCausalLMPreprocessor
-from tfmoe.models.switch_seq2seq_lm import SwitchSeq2SeqLM, SwitchSeq2SeqLMPreprocessor
-from tfmoe.models.switch_text_classifier import (SwitchTextClassifier,
-                                                 SwitchTextClassifierPreprocessor)
 from tfmoe.models.switch_sentencepiece_tokenizer import SwitchSentencePieceTokenizer
+from tfmoe.models.switch_seq2seq_lm import SwitchSeq2SeqLM, SwitchSeq2SeqLMPreprocessor
+from tfmoe.models.switch_text_classifier import (
+    SwitchTextClassifier,
+    SwitchTextClassifierPreprocessor,
+)
 from tfmoe.models.switch_tokenizer import SwitchSeq2SeqTokenizer, SwitchTokenizer
-from tfmoe.models.task_presets import (encoder_only_config, init_backbone_from_preset,
-                                       load_task_preset, save_task_preset)
+from tfmoe.models.task_presets import (
+    encoder_only_config,
+    init_backbone_from_preset,
+    load_task_preset,
+    save_task_preset,
+)
 
 # The zoo's names of the tasks (same classes).
 SwitchTransformer = SwitchSeq2SeqLM

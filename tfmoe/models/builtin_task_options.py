@@ -26,8 +26,10 @@ def pop_preprocessor(kwargs, preprocessor_class, length_names):
         preprocessor = preprocessor_class(SwitchTokenizer(vocabulary), **lengths)
     elif lengths:
         names = " and ".join(f"`{name}`" for name in sorted(lengths))
-        raise ValueError(f"{names} need{'s' if len(lengths) == 1 else ''} `vocabulary` "
-                         "(sequence lengths size the preprocessor).")
+        raise ValueError(
+            f"{names} need{'s' if len(lengths) == 1 else ''} `vocabulary` "
+            "(sequence lengths size the preprocessor)."
+        )
     if preprocessor is not None:
         kwargs.setdefault("vocabulary_size", preprocessor.tokenizer.vocabulary_size())
     return preprocessor

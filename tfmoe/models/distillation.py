@@ -148,8 +148,16 @@ class Distiller(DistributedBuildMixin, keras.Model):
         unknown `soft_loss`, or teacher and student with different vocabulary sizes.
     """
 
-    def __init__(self, teacher, student, hard_label_weight=0.25, soft_label_weight=0.75,
-                 temperature=1.0, soft_loss="kl", **kwargs):
+    def __init__(
+        self,
+        teacher,
+        student,
+        hard_label_weight=0.25,
+        soft_label_weight=0.75,
+        temperature=1.0,
+        soft_loss="kl",
+        **kwargs,
+    ):
         _check_model("teacher", teacher)
         _check_model("student", student)
         if teacher is student:
@@ -158,7 +166,8 @@ class Distiller(DistributedBuildMixin, keras.Model):
         soft_label_weight = _check_weight("soft_label_weight", soft_label_weight)
         if hard_label_weight == 0 and soft_label_weight == 0:
             raise ValueError(
-                "`hard_label_weight` and `soft_label_weight` are both 0: nothing to train on.")
+                "`hard_label_weight` and `soft_label_weight` are both 0: nothing to train on."
+            )
         try:
             temperature = float(temperature)
         except (TypeError, ValueError):
@@ -169,11 +178,15 @@ class Distiller(DistributedBuildMixin, keras.Model):
             raise ValueError(f"`soft_loss` must be one of {SOFT_LOSSES}, got {soft_loss!r}.")
         teacher_vocab = _vocabulary_size(teacher)
         student_vocab = _vocabulary_size(student)
-        if teacher_vocab is not None and student_vocab is not None and \
-                int(teacher_vocab) != int(student_vocab):
+        if (
+            teacher_vocab is not None
+            and student_vocab is not None
+            and int(teacher_vocab) != int(student_vocab)
+        ):
             raise ValueError(
                 f"`student` has vocabulary_size={student_vocab} but `teacher` has "
-                f"vocabulary_size={teacher_vocab}: distillation needs the same vocabulary.")
+                f"vocabulary_size={teacher_vocab}: distillation needs the same vocabulary."
+            )
         super().__init__(**kwargs)
         self.teacher = teacher
         self.student = student
@@ -203,8 +216,9 @@ class Distiller(DistributedBuildMixin, keras.Model):
         # Keras would also collect the teacher's sublayer metrics (its routers' load and
         # dropped fractions, which `TrainingMonitor` would take for the student's):
         # the logs describe the student and the distillation only.
-        teacher_metrics = {id(m) for layer in sublayers(self.teacher, include_self=True)
-                           for m in layer.metrics}
+        teacher_metrics = {
+            id(m) for layer in sublayers(self.teacher, include_self=True) for m in layer.metrics
+        }
         return [m for m in super().metrics if id(m) not in teacher_metrics]
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
@@ -212,7 +226,8 @@ class Distiller(DistributedBuildMixin, keras.Model):
         if loss is not None:
             raise ValueError(
                 "`loss` must be None: the Distiller computes its own loss "
-                "(set `hard_label_weight`, `soft_label_weight`, `temperature`).")
+                "(set `hard_label_weight`, `soft_label_weight`, `temperature`)."
+            )
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
@@ -257,10 +272,12 @@ class Distiller(DistributedBuildMixin, keras.Model):
         def mean(values):
             return ops.divide_no_nan(ops.sum(values * weights), tokens)
 
-        hard = mean(keras.losses.sparse_categorical_crossentropy(y, student_logits,
-                                                                 from_logits=True))
-        teacher_hard = mean(keras.losses.sparse_categorical_crossentropy(
-            y, teacher_logits, from_logits=True))
+        hard = mean(
+            keras.losses.sparse_categorical_crossentropy(y, student_logits, from_logits=True)
+        )
+        teacher_hard = mean(
+            keras.losses.sparse_categorical_crossentropy(y, teacher_logits, from_logits=True)
+        )
         t = self.temperature
         student_log_probs = ops.log_softmax(student_logits / t, axis=-1)
         teacher_log_probs = ops.log_softmax(teacher_logits / t, axis=-1)
@@ -278,11 +295,15 @@ class Distiller(DistributedBuildMixin, keras.Model):
         if y_pred is None:
             y_pred = self.student(x, training=training)
         teacher_logits = self.teacher(x, training=False)
-        if teacher_logits.shape[-1] is not None and y_pred.shape[-1] is not None and \
-                teacher_logits.shape[-1] != y_pred.shape[-1]:
+        if (
+            teacher_logits.shape[-1] is not None
+            and y_pred.shape[-1] is not None
+            and teacher_logits.shape[-1] != y_pred.shape[-1]
+        ):
             raise ValueError(
                 f"`student` logits have {y_pred.shape[-1]} classes, `teacher` logits "
-                f"{teacher_logits.shape[-1]}.")
+                f"{teacher_logits.shape[-1]}."
+            )
         weights = self.token_weights(x, y, sample_weight)
         terms = self.distillation_losses(y, y_pred, teacher_logits, weights)
         loss = self.hard_label_weight * terms["hard"] + self.soft_label_weight * terms["soft"]
@@ -291,8 +312,7 @@ class Distiller(DistributedBuildMixin, keras.Model):
         self.cross_entropy_tracker.update_state(terms["hard"], sample_weight=tokens)
         self.perplexity_tracker.update_state(y, y_pred, sample_weight=weights)
         self.soft_loss_tracker.update_state(terms["soft"], sample_weight=tokens)
-        self.teacher_cross_entropy_tracker.update_state(terms["teacher_hard"],
-                                                        sample_weight=tokens)
+        self.teacher_cross_entropy_tracker.update_state(terms["teacher_hard"], sample_weight=tokens)
 
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:  # as keras.losses do: gradients are summed over replicas
@@ -343,8 +363,7 @@ def _named_weights(layer, prefix="", moe_key=None, out=None, seen=None):
     children = sublayers(layer, recursive=False)
     in_children = {id(v) for child in children for v in child.weights}
     for variable in layer.weights:
-        if (id(variable) in in_children or id(variable) in seen
-                or "seed_generator" in variable.name):
+        if id(variable) in in_children or id(variable) in seen or "seed_generator" in variable.name:
             continue
         seen.add(id(variable))
         out.append((f"{prefix}{variable.name}", variable, moe_key))
@@ -407,8 +426,18 @@ def init_student_from_teacher(student, teacher, expert_init="none", strict=True)
             raise ValueError(f"`{name}` is not built: call it once (or `build()`) first.")
     teacher_weights = {key: (v, moe) for key, v, moe in _named_weights(teacher)}
     teacher_moe_layers = {moe for _, moe in teacher_weights.values() if moe is not None}
-    report = {k: [] for k in ("copied", "from_experts", "kept", "teacher_expert_weights",
-                              "mismatched", "unmatched_student", "unmatched_teacher")}
+    report = {
+        k: []
+        for k in (
+            "copied",
+            "from_experts",
+            "kept",
+            "teacher_expert_weights",
+            "mismatched",
+            "unmatched_student",
+            "unmatched_teacher",
+        )
+    }
     used = set()
     assignments = []
     for key, variable, student_moe in _named_weights(student):
@@ -418,13 +447,14 @@ def init_student_from_teacher(student, teacher, expert_init="none", strict=True)
             source = match[0]
             if tuple(source.shape) != tuple(variable.shape):
                 report["mismatched"].append(
-                    f"{key}: student {tuple(variable.shape)} vs teacher {tuple(source.shape)}")
+                    f"{key}: student {tuple(variable.shape)} vs teacher {tuple(source.shape)}"
+                )
                 continue
             assignments.append((variable, keras.ops.convert_to_numpy(source)))
             report["copied"].append(key)
         elif _parent_key(key) in teacher_moe_layers and student_moe is None:
             # A dense feed-forward weight where the teacher has experts.
-            name = key.rsplit('/', 1)[-1]
+            name = key.rsplit("/", 1)[-1]
             source_key = f"{_parent_key(key)}/experts/{name}"
             source = teacher_weights.get(source_key)
             if source is not None:  # experts as [E, in, out], the dense kernel's layout
@@ -437,7 +467,8 @@ def init_student_from_teacher(student, teacher, expert_init="none", strict=True)
                 shape = None if source is None else tuple(source.shape)
                 report["mismatched"].append(
                     f"{key}: student {tuple(variable.shape)} vs teacher experts "
-                    f"{source_key} (as [E, in, out]) {shape}")
+                    f"{source_key} (as [E, in, out]) {shape}"
+                )
             else:
                 assignments.append((variable, source.mean(axis=0)))
                 report["from_experts"].append(key)
@@ -450,13 +481,16 @@ def init_student_from_teacher(student, teacher, expert_init="none", strict=True)
             report["teacher_expert_weights"].append(key)
         elif key not in used:
             report["unmatched_teacher"].append(f"{key} {tuple(variable.shape)}")
-    problems = report["mismatched"] + [
-        f"{k}: no teacher weight" for k in report["unmatched_student"]] + [
-        f"{k}: teacher weight with no place in the student" for k in report["unmatched_teacher"]]
+    problems = (
+        report["mismatched"]
+        + [f"{k}: no teacher weight" for k in report["unmatched_student"]]
+        + [f"{k}: teacher weight with no place in the student" for k in report["unmatched_teacher"]]
+    )
     if problems and strict:
         raise ValueError(
             f"init_student_from_teacher: {len(problems)} weight(s) could not be matched "
-            f"(student {student.name!r}, teacher {teacher.name!r}): " + "; ".join(problems))
+            f"(student {student.name!r}, teacher {teacher.name!r}): " + "; ".join(problems)
+        )
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype) if hasattr(value, "astype") else value)
     return report

@@ -34,8 +34,9 @@ def finalize(token_ids, prompt_mask, stop_token_ids, pad_token_id):
     return token_ids, padding_mask
 
 
-def sample(task, step, token_ids, padding_mask, cache, hidden_states, stop_token_ids=None,
-           sampler=None):
+def sample(
+    task, step, token_ids, padding_mask, cache, hidden_states, stop_token_ids=None, sampler=None
+):
     """keras-hub's sampling loop over a prompt, then `finalize` (the tail of `generate_step`).
 
     Args:
@@ -51,6 +52,7 @@ def sample(task, step, token_ids, padding_mask, cache, hidden_states, stop_token
     Returns:
       `(token_ids, padding_mask)` as `finalize` gives them.
     """
+
     def next(prompt, cache, index):
         batch_size = ops.shape(prompt)[0]
         token = ops.slice(prompt, [0, index - 1], [batch_size, 1])
@@ -59,8 +61,14 @@ def sample(task, step, token_ids, padding_mask, cache, hidden_states, stop_token
 
     sampler = task.sampler if sampler is None else sampler
     token_ids = sampler(
-        next=next, prompt=token_ids, cache=cache, index=first_generated_index(padding_mask),
-        mask=padding_mask, stop_token_ids=stop_token_ids, hidden_states=hidden_states,
-        model=task)
+        next=next,
+        prompt=token_ids,
+        cache=cache,
+        index=first_generated_index(padding_mask),
+        mask=padding_mask,
+        stop_token_ids=stop_token_ids,
+        hidden_states=hidden_states,
+        model=task,
+    )
     stop = None if stop_token_ids is None else tuple(int(i) for i in stop_token_ids)
     return finalize(token_ids, padding_mask, stop, task.backbone.pad_token_id)

@@ -13,8 +13,11 @@ from tfmoe.models import presets as preset_registry
 TASKS = ("default", "classifier")
 # The `tfmoe.models` names of the task of each backbone layout (the preset table's
 # "model" column).
-ZOO_NAMES = {"encoder_decoder": "SwitchTransformer", "decoder_only": "SwitchDecoderLM",
-             "encoder_only": "SwitchClassifier"}
+ZOO_NAMES = {
+    "encoder_decoder": "SwitchTransformer",
+    "decoder_only": "SwitchDecoderLM",
+    "encoder_only": "SwitchClassifier",
+}
 
 
 def _model_class(kind, task):
@@ -49,9 +52,12 @@ def resolved_config(name, task="default", **overrides):
         overrides["layout"] = "encoder_only"
     elif num_classes is not None:
         raise ValueError("`num_classes` needs `task='classifier'`.")
-    config = {**SwitchArchitecture.argument_defaults(), "num_decoder_layers": None,
-              "decoder_sparse_step": None,
-              **SwitchBackbone.builtin_preset_config(name, **overrides)}
+    config = {
+        **SwitchArchitecture.argument_defaults(),
+        "num_decoder_layers": None,
+        "decoder_sparse_step": None,
+        **SwitchBackbone.builtin_preset_config(name, **overrides),
+    }
     if num_classes is not None:
         config["num_classes"] = int(num_classes)
     if config.get("key_value_dim") is None:
@@ -64,11 +70,11 @@ def _stack_params(config, num_layers, sparse_step, cross_attention, active):
     d = config["hidden_dim"]
     inner = config["num_heads"] * config["key_value_dim"]
     ffn = d * config["intermediate_dim"] * (3 if config["gated"] else 2)
-    attention = 4 * d * inner + d                      # q, k, v, o + its layer norm
+    attention = 4 * d * inner + d  # q, k, v, o + its layer norm
     experts, top_k = config["num_experts"], config["top_k"]
     total = config["relative_attention_num_buckets"] * config["num_heads"] + d
     for i in range(num_layers):
-        total += attention * (2 if cross_attention else 1) + d   # + feed-forward norm
+        total += attention * (2 if cross_attention else 1) + d  # + feed-forward norm
         if experts and is_sparse_layer(i, sparse_step):
             total += d * experts + (min(top_k, experts) if active else experts) * ffn
         else:
@@ -82,13 +88,14 @@ def _count(name, active, task, overrides):
     # The classifier's encoder-only backbone has no output projection.
     untied_output = c["layout"] != "encoder_only" and not c["tie_embeddings"]
     total = vocab * d * (2 if untied_output else 1)
-    total += _stack_params(c, c["num_layers"], c["sparse_step"],
-                           cross_attention=False, active=active)
+    total += _stack_params(
+        c, c["num_layers"], c["sparse_step"], cross_attention=False, active=active
+    )
     if c["layout"] == "encoder_decoder":
-        decoder_layers = (c["num_layers"] if c["num_decoder_layers"] is None
-                          else c["num_decoder_layers"])
-        step = (c["sparse_step"] if c["decoder_sparse_step"] is None
-                else c["decoder_sparse_step"])
+        decoder_layers = (
+            c["num_layers"] if c["num_decoder_layers"] is None else c["num_decoder_layers"]
+        )
+        step = c["sparse_step"] if c["decoder_sparse_step"] is None else c["decoder_sparse_step"]
         total += _stack_params(c, decoder_layers, step, cross_attention=True, active=active)
     elif "num_classes" in c:
         total += d * c["num_classes"] + c["num_classes"]
@@ -121,22 +128,29 @@ def _human(n):
 
 def preset_table():
     """Markdown table of every preset: model, shape, total and active parameters."""
-    rows = ["| preset | model | layers | d_model | heads | d_ff | experts (top-k, step) "
-            "| total params | active params / token |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| preset | model | layers | d_model | heads | d_ff | experts (top-k, step) "
+        "| total params | active params / token |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in preset_registry.list_presets():
         cls, c = resolved_config(name)
         layers = str(c["num_layers"])
         if c["layout"] == "encoder_decoder":
-            decoder = c["num_layers"] if c["num_decoder_layers"] is None else c[
-                "num_decoder_layers"]
+            decoder = (
+                c["num_layers"] if c["num_decoder_layers"] is None else c["num_decoder_layers"]
+            )
             layers = f"{c['num_layers']}+{decoder}"
         ffn = f"{c['intermediate_dim']}{' GEGLU' if c['gated'] else ''}"
-        experts = (f"{c['num_experts']} (top-{c['top_k']}, {c['sparse_step']})"
-                   if c["num_experts"] else "dense")
+        experts = (
+            f"{c['num_experts']} (top-{c['top_k']}, {c['sparse_step']})"
+            if c["num_experts"]
+            else "dense"
+        )
         total, active = count_params(name), count_active_params(name)
         rows.append(
             f"| `{name}` | {ZOO_NAMES[c['layout']]} | {layers} | {c['hidden_dim']} | {c['num_heads']} "
             f"| {ffn} | {experts} | {total:,} ({_human(total)}) "
-            f"| {active:,} ({_human(active)}) |")
+            f"| {active:,} ({_human(active)}) |"
+        )
     return "\n".join(rows)

@@ -18,22 +18,54 @@ SEQ2SEQ = "seq2seq"
 CAUSAL_LM = "causal_lm"
 
 _T5_BASE = dict(
-    vocabulary_size=32128, hidden_dim=768, num_heads=12, key_value_dim=64,
-    intermediate_dim=3072, num_layers=12, num_decoder_layers=12, activation="relu",
-    gated=False, dropout=0.1, tie_embeddings=True, num_experts=0, sparse_step=2)
+    vocabulary_size=32128,
+    hidden_dim=768,
+    num_heads=12,
+    key_value_dim=64,
+    intermediate_dim=3072,
+    num_layers=12,
+    num_decoder_layers=12,
+    activation="relu",
+    gated=False,
+    dropout=0.1,
+    tie_embeddings=True,
+    num_experts=0,
+    sparse_step=2,
+)
 
 _SWITCH_LARGE = dict(
-    _T5_BASE, hidden_dim=1024, num_heads=16, intermediate_dim=4096, num_layers=24,
-    num_decoder_layers=24)
+    _T5_BASE,
+    hidden_dim=1024,
+    num_heads=16,
+    intermediate_dim=4096,
+    num_layers=24,
+    num_decoder_layers=24,
+)
 
 _SWITCH_XXL = dict(
-    _T5_BASE, hidden_dim=4096, num_heads=64, intermediate_dim=10240, num_layers=24,
-    num_decoder_layers=24, activation="gelu", gated=True, tie_embeddings=False,
-    eval_capacity_factor=4.0)
+    _T5_BASE,
+    hidden_dim=4096,
+    num_heads=64,
+    intermediate_dim=10240,
+    num_layers=24,
+    num_decoder_layers=24,
+    activation="gelu",
+    gated=True,
+    tie_embeddings=False,
+    eval_capacity_factor=4.0,
+)
 
 _SWITCH_C = dict(
-    _T5_BASE, hidden_dim=2080, num_heads=32, intermediate_dim=6144, num_layers=15,
-    num_decoder_layers=15, sparse_step=1, tie_embeddings=False, capacity_factor=1.0)
+    _T5_BASE,
+    hidden_dim=2080,
+    num_heads=32,
+    intermediate_dim=6144,
+    num_layers=15,
+    num_decoder_layers=15,
+    sparse_step=1,
+    tie_embeddings=False,
+    capacity_factor=1.0,
+)
 
 # The tiny decoders train a few hundred steps of 1,024 tokens (`make demo`): a young router
 # moves between batches, and at the paper's 0.01 the busiest expert of a batch overflows
@@ -42,27 +74,69 @@ _SWITCH_C = dict(
 _SHORT_RUN_BALANCE = dict(load_balance_weight=0.1)
 
 _TINY = dict(
-    vocabulary_size=8192, hidden_dim=128, num_heads=4, key_value_dim=32,
-    intermediate_dim=512, num_layers=2, num_decoder_layers=2, activation="relu",
-    gated=False, dropout=0.0, tie_embeddings=True, num_experts=0, sparse_step=2)
+    vocabulary_size=8192,
+    hidden_dim=128,
+    num_heads=4,
+    key_value_dim=32,
+    intermediate_dim=512,
+    num_layers=2,
+    num_decoder_layers=2,
+    activation="relu",
+    gated=False,
+    dropout=0.0,
+    tie_embeddings=True,
+    num_experts=0,
+    sparse_step=2,
+)
 
 _GLAM_BASE = dict(
-    vocabulary_size=32128, hidden_dim=768, num_heads=12, key_value_dim=64,
-    intermediate_dim=3072, num_layers=12, activation="gelu", gated=False, dropout=0.0,
-    tie_embeddings=True, num_experts=64, sparse_step=2, top_k=2)
+    vocabulary_size=32128,
+    hidden_dim=768,
+    num_heads=12,
+    key_value_dim=64,
+    intermediate_dim=3072,
+    num_layers=12,
+    activation="gelu",
+    gated=False,
+    dropout=0.0,
+    tie_embeddings=True,
+    num_experts=64,
+    sparse_step=2,
+    top_k=2,
+)
 
 _TINY_LM = dict(
-    vocabulary_size=8192, hidden_dim=128, num_heads=4, key_value_dim=32,
-    intermediate_dim=512, num_layers=4, activation="gelu", gated=True, dropout=0.0,
-    tie_embeddings=True, num_experts=0, sparse_step=2)
+    vocabulary_size=8192,
+    hidden_dim=128,
+    num_heads=4,
+    key_value_dim=32,
+    intermediate_dim=512,
+    num_layers=4,
+    activation="gelu",
+    gated=True,
+    dropout=0.0,
+    tie_embeddings=True,
+    num_experts=0,
+    sparse_step=2,
+)
 
 
 # Capacity-limited CPU scale: a dense twin small enough that ~10M training tokens
 # (GCIDE) saturate it, and sparse variants with the same FLOPs per token.
 _SMALL_LM = dict(
-    vocabulary_size=8192, hidden_dim=64, num_heads=4, key_value_dim=16,
-    intermediate_dim=256, num_layers=4, activation="gelu", gated=True, dropout=0.0,
-    tie_embeddings=True, num_experts=0, sparse_step=1)
+    vocabulary_size=8192,
+    hidden_dim=64,
+    num_heads=4,
+    key_value_dim=16,
+    intermediate_dim=256,
+    num_layers=4,
+    activation="gelu",
+    gated=True,
+    dropout=0.0,
+    tie_embeddings=True,
+    num_experts=0,
+    sparse_step=1,
+)
 
 
 def _preset(kind, description, **config):
@@ -71,69 +145,127 @@ def _preset(kind, description, **config):
 
 PRESETS = {
     "t5_base": _preset(
-        SEQ2SEQ, "T5 v1.0 Base, dense baseline of the Switch-Base models.", **_T5_BASE),
+        SEQ2SEQ, "T5 v1.0 Base, dense baseline of the Switch-Base models.", **_T5_BASE
+    ),
     **{
         f"switch_base_{e}": _preset(
-            SEQ2SEQ, f"Switch-Base, {e} experts, top-1 in every other layer.",
-            **dict(_T5_BASE, num_experts=e))
+            SEQ2SEQ,
+            f"Switch-Base, {e} experts, top-1 in every other layer.",
+            **dict(_T5_BASE, num_experts=e),
+        )
         for e in (8, 16, 32, 64, 128, 256)
     },
     "switch_large_128": _preset(
-        SEQ2SEQ, "Switch-Large, 128 experts, top-1 in every other layer.",
-        **dict(_SWITCH_LARGE, num_experts=128)),
+        SEQ2SEQ,
+        "Switch-Large, 128 experts, top-1 in every other layer.",
+        **dict(_SWITCH_LARGE, num_experts=128),
+    ),
     "switch_xxl_128": _preset(
-        SEQ2SEQ, "Switch-XXL, 128 GEGLU experts, top-1 in every other layer.",
-        **dict(_SWITCH_XXL, num_experts=128)),
+        SEQ2SEQ,
+        "Switch-XXL, 128 GEGLU experts, top-1 in every other layer.",
+        **dict(_SWITCH_XXL, num_experts=128),
+    ),
     "switch_c_2048": _preset(
-        SEQ2SEQ, "Switch-C, 2048 experts, top-1 in every layer.",
-        **dict(_SWITCH_C, num_experts=2048)),
+        SEQ2SEQ,
+        "Switch-C, 2048 experts, top-1 in every layer.",
+        **dict(_SWITCH_C, num_experts=2048),
+    ),
     "switch_tiny_8": _preset(
-        SEQ2SEQ, "Tiny CPU encoder-decoder, 8 experts, top-1 in every other layer.",
-        **dict(_TINY, num_experts=8)),
+        SEQ2SEQ,
+        "Tiny CPU encoder-decoder, 8 experts, top-1 in every other layer.",
+        **dict(_TINY, num_experts=8),
+    ),
     "dense_tiny": _preset(
-        SEQ2SEQ, "Tiny CPU encoder-decoder, dense baseline of switch_tiny_8.", **_TINY),
+        SEQ2SEQ, "Tiny CPU encoder-decoder, dense baseline of switch_tiny_8.", **_TINY
+    ),
     "glam_base_64e": _preset(
-        CAUSAL_LM, "GLaM (0.1B/64E) shape: decoder-only, top-2 in every other layer.",
-        **_GLAM_BASE),
+        CAUSAL_LM, "GLaM (0.1B/64E) shape: decoder-only, top-2 in every other layer.", **_GLAM_BASE
+    ),
     "glam_1b_64e": _preset(
-        CAUSAL_LM, "GLaM (1.7B/64E) shape: decoder-only, top-2 in every other layer.",
-        **dict(_GLAM_BASE, hidden_dim=2048, num_heads=16, key_value_dim=128,
-               intermediate_dim=8192, num_layers=24)),
+        CAUSAL_LM,
+        "GLaM (1.7B/64E) shape: decoder-only, top-2 in every other layer.",
+        **dict(
+            _GLAM_BASE,
+            hidden_dim=2048,
+            num_heads=16,
+            key_value_dim=128,
+            intermediate_dim=8192,
+            num_layers=24,
+        ),
+    ),
     "glam_8b_64e": _preset(
-        CAUSAL_LM, "GLaM (8B/64E) shape: decoder-only, top-2 in every other layer.",
-        **dict(_GLAM_BASE, hidden_dim=4096, num_heads=32, key_value_dim=128,
-               intermediate_dim=16384, num_layers=32)),
+        CAUSAL_LM,
+        "GLaM (8B/64E) shape: decoder-only, top-2 in every other layer.",
+        **dict(
+            _GLAM_BASE,
+            hidden_dim=4096,
+            num_heads=32,
+            key_value_dim=128,
+            intermediate_dim=16384,
+            num_layers=32,
+        ),
+    ),
     "glam_64b_64e": _preset(
-        CAUSAL_LM, "GLaM (64B/64E) shape: decoder-only, top-2 in every other layer.",
-        **dict(_GLAM_BASE, hidden_dim=8192, num_heads=128, key_value_dim=128,
-               intermediate_dim=32768, num_layers=64)),
+        CAUSAL_LM,
+        "GLaM (64B/64E) shape: decoder-only, top-2 in every other layer.",
+        **dict(
+            _GLAM_BASE,
+            hidden_dim=8192,
+            num_heads=128,
+            key_value_dim=128,
+            intermediate_dim=32768,
+            num_layers=64,
+        ),
+    ),
     "glam_tiny_8": _preset(
-        CAUSAL_LM, "Tiny CPU decoder-only LM, 8 half-width GEGLU experts, top-2 in every layer "
+        CAUSAL_LM,
+        "Tiny CPU decoder-only LM, 8 half-width GEGLU experts, top-2 in every layer "
         "(FLOPs per token of dense_lm_tiny).",
-        **dict(_TINY_LM, intermediate_dim=_TINY_LM["intermediate_dim"] // 2, num_experts=8,
-               top_k=2, sparse_step=1, **_SHORT_RUN_BALANCE)),
+        **dict(
+            _TINY_LM,
+            intermediate_dim=_TINY_LM["intermediate_dim"] // 2,
+            num_experts=8,
+            top_k=2,
+            sparse_step=1,
+            **_SHORT_RUN_BALANCE,
+        ),
+    ),
     "switch_lm_tiny_8": _preset(
-        CAUSAL_LM, "Tiny CPU decoder-only LM, 8 GEGLU experts, top-1 in every other layer.",
-        **dict(_TINY_LM, num_experts=8, top_k=1, **_SHORT_RUN_BALANCE)),
+        CAUSAL_LM,
+        "Tiny CPU decoder-only LM, 8 GEGLU experts, top-1 in every other layer.",
+        **dict(_TINY_LM, num_experts=8, top_k=1, **_SHORT_RUN_BALANCE),
+    ),
     "dense_lm_tiny": _preset(
-        CAUSAL_LM, "Tiny CPU decoder-only LM, dense twin of switch_lm_tiny_8 and glam_tiny_8.",
-        **_TINY_LM),
+        CAUSAL_LM,
+        "Tiny CPU decoder-only LM, dense twin of switch_lm_tiny_8 and glam_tiny_8.",
+        **_TINY_LM,
+    ),
     "dense_lm_small": _preset(
-        CAUSAL_LM, "Small CPU decoder-only LM (d_model 64), dense twin of the *_lm_small_* presets.",
-        **_SMALL_LM),
+        CAUSAL_LM,
+        "Small CPU decoder-only LM (d_model 64), dense twin of the *_lm_small_* presets.",
+        **_SMALL_LM,
+    ),
     **{
         f"switch_lm_small_{e}": _preset(
-            CAUSAL_LM, f"Small CPU decoder-only LM, {e} top-1 experts in every layer "
+            CAUSAL_LM,
+            f"Small CPU decoder-only LM, {e} top-1 experts in every layer "
             "(FLOPs per token of dense_lm_small).",
-            **dict(_SMALL_LM, num_experts=e, top_k=1))
+            **dict(_SMALL_LM, num_experts=e, top_k=1),
+        )
         for e in (8, 16, 32, 64)
     },
     **{
         f"glam_lm_small_{e}": _preset(
-            CAUSAL_LM, f"Small CPU decoder-only LM, {e} top-2 experts of half width in every "
+            CAUSAL_LM,
+            f"Small CPU decoder-only LM, {e} top-2 experts of half width in every "
             "layer (FLOPs per token of dense_lm_small).",
-            **dict(_SMALL_LM, intermediate_dim=_SMALL_LM["intermediate_dim"] // 2,
-                   num_experts=e, top_k=2))
+            **dict(
+                _SMALL_LM,
+                intermediate_dim=_SMALL_LM["intermediate_dim"] // 2,
+                num_experts=e,
+                top_k=2,
+            ),
+        )
         for e in (8, 16)
     },
 }
@@ -155,10 +287,18 @@ def get_preset(name, kind=None):
     """
     valid = list_presets(kind)
     if name not in PRESETS or name not in valid:
-        what = "Unknown preset" if name not in PRESETS else (
-            f"Preset {name!r} is a {PRESETS[name]['kind']!r} preset, not {kind!r}; "
-            "unusable here")
+        what = (
+            "Unknown preset"
+            if name not in PRESETS
+            else (
+                f"Preset {name!r} is a {PRESETS[name]['kind']!r} preset, not {kind!r}; "
+                "unusable here"
+            )
+        )
         raise ValueError(f"{what}: {name!r}. Valid preset names: {', '.join(valid)}.")
     entry = PRESETS[name]
-    return {"kind": entry["kind"], "description": entry["description"],
-            "config": dict(entry["config"])}
+    return {
+        "kind": entry["kind"],
+        "description": entry["description"],
+        "config": dict(entry["config"]),
+    }

@@ -68,29 +68,52 @@ class SwitchArchitecture:
         a `top_k` below 1, an unknown argument or a `dropout` outside [0, 1).
     """
 
-    REQUIRED = ("vocabulary_size", "hidden_dim", "num_heads", "intermediate_dim",
-                "num_layers")
+    REQUIRED = ("vocabulary_size", "hidden_dim", "num_heads", "intermediate_dim", "num_layers")
     # MoE option defaults of the models that differ from the layers': the stack picks
     # the routing priority from its causality.
     MOE_DEFAULTS = {"priority": None}
 
-    def __init__(self, vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers, *,
-                 key_value_dim=None, activation="relu", gated=False, dropout=0.1,
-                 layer_norm_epsilon=1e-6, relative_attention_num_buckets=32,
-                 relative_attention_max_distance=128, tie_embeddings=True, num_experts=0,
-                 sparse_step=2, top_k=1, init_scale=DEFAULT_INIT_SCALE, expert_dropout=None,
-                 router_ignore_padding_tokens=True, pad_token_id=0, eos_token_id=1,
-                 **moe_options):
-        for name, value in (("vocabulary_size", vocabulary_size), ("hidden_dim", hidden_dim),
-                            ("num_heads", num_heads), ("intermediate_dim", intermediate_dim),
-                            ("num_layers", num_layers)):
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        num_heads,
+        intermediate_dim,
+        num_layers,
+        *,
+        key_value_dim=None,
+        activation="relu",
+        gated=False,
+        dropout=0.1,
+        layer_norm_epsilon=1e-6,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        tie_embeddings=True,
+        num_experts=0,
+        sparse_step=2,
+        top_k=1,
+        init_scale=DEFAULT_INIT_SCALE,
+        expert_dropout=None,
+        router_ignore_padding_tokens=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        **moe_options,
+    ):
+        for name, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("hidden_dim", hidden_dim),
+            ("num_heads", num_heads),
+            ("intermediate_dim", intermediate_dim),
+            ("num_layers", num_layers),
+        ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}.")
         if key_value_dim is None:
             if hidden_dim % num_heads:
                 raise ValueError(
                     f"`hidden_dim` ({hidden_dim}) is not divisible by `num_heads` "
-                    f"({num_heads}): pass `key_value_dim`.")
+                    f"({num_heads}): pass `key_value_dim`."
+                )
             key_value_dim = hidden_dim // num_heads
         if int(num_experts) < 0:
             raise ValueError(f"`num_experts` must be >= 0, got {num_experts}.")
@@ -140,8 +163,10 @@ class SwitchArchitecture:
     def argument_defaults(cls):
         """`{name: default}` of the optional arguments (the required ones have none)."""
         params = inspect.signature(cls.__init__).parameters.values()
-        return {**{p.name: p.default for p in params if p.default is not p.empty},
-                **cls.moe_defaults()}
+        return {
+            **{p.name: p.default for p in params if p.default is not p.empty},
+            **cls.moe_defaults(),
+        }
 
     @classmethod
     def argument_names(cls):
@@ -152,8 +177,10 @@ class SwitchArchitecture:
     def split_arguments(cls, kwargs):
         """`(architecture arguments, other kwargs)` of a constructor's `**kwargs`."""
         names = set(cls.argument_names())
-        return ({k: v for k, v in kwargs.items() if k in names},
-                {k: v for k, v in kwargs.items() if k not in names})
+        return (
+            {k: v for k, v in kwargs.items() if k in names},
+            {k: v for k, v in kwargs.items() if k not in names},
+        )
 
     def values(self):
         """`{name: normalised value}` of every argument (activation as given)."""
@@ -162,8 +189,7 @@ class SwitchArchitecture:
     def get_config(self):
         """JSON-serialisable `values()` (the activation serialised by name)."""
         config = self.values()
-        config["activation"] = keras.activations.serialize(
-            keras.activations.get(self.activation))
+        config["activation"] = keras.activations.serialize(keras.activations.get(self.activation))
         return config
 
     @property
@@ -179,26 +205,42 @@ class SwitchArchitecture:
         `tie_weights=False` adds a separate output matrix (`reverse_embeddings`).
         """
         return keras.layers.ReversibleEmbedding(
-            self.vocabulary_size, self.hidden_dim, tie_weights=tie_weights,
+            self.vocabulary_size,
+            self.hidden_dim,
+            tie_weights=tie_weights,
             embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
-            dtype=dtype, name=name)
+            dtype=dtype,
+            name=name,
+        )
 
-    def make_stack(self, name, num_layers, sparse_step, causal, use_cross_attention,
-                   dtype=None):
+    def make_stack(self, name, num_layers, sparse_step, causal, use_cross_attention, dtype=None):
         """A `TransformerStack` of `num_layers` blocks with these arguments."""
         return TransformerStack(
-            num_layers, self.num_heads, self.key_value_dim, self.intermediate_dim,
-            causal=causal, use_cross_attention=use_cross_attention,
-            num_experts=self.num_experts, sparse_step=sparse_step, top_k=self.top_k,
-            activation=self.activation, gated=self.gated, dropout=self.dropout,
-            expert_dropout=self.expert_dropout, layer_norm_epsilon=self.layer_norm_epsilon,
+            num_layers,
+            self.num_heads,
+            self.key_value_dim,
+            self.intermediate_dim,
+            causal=causal,
+            use_cross_attention=use_cross_attention,
+            num_experts=self.num_experts,
+            sparse_step=sparse_step,
+            top_k=self.top_k,
+            activation=self.activation,
+            gated=self.gated,
+            dropout=self.dropout,
+            expert_dropout=self.expert_dropout,
+            layer_norm_epsilon=self.layer_norm_epsilon,
             init_scale=self.init_scale,
             relative_attention_num_buckets=self.relative_attention_num_buckets,
             relative_attention_max_distance=self.relative_attention_max_distance,
             relative_attention_initializer=keras.initializers.RandomNormal(
-                stddev=self.hidden_dim ** -0.5),
+                stddev=self.hidden_dim**-0.5
+            ),
             router_ignore_padding_tokens=self.router_ignore_padding_tokens,
-            moe_options=self.moe_options, dtype=dtype, name=name)
+            moe_options=self.moe_options,
+            dtype=dtype,
+            name=name,
+        )
 
     def logits(self, token_embedding, hidden_states):
         """Final hidden states `[..., hidden]` -> float32 logits `[..., vocabulary]`.
@@ -206,6 +248,5 @@ class SwitchArchitecture:
         Tied embeddings scale the hidden states by `hidden_dim ** -0.5` first (T5 v1.0).
         """
         if self.tie_embeddings:
-            hidden_states = hidden_states * ops.cast(self.hidden_dim ** -0.5,
-                                                     hidden_states.dtype)
+            hidden_states = hidden_states * ops.cast(self.hidden_dim**-0.5, hidden_states.dtype)
         return ops.cast(token_embedding(hidden_states, reverse=True), "float32")

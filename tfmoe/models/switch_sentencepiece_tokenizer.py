@@ -63,8 +63,11 @@ class SwitchSentencePieceTokenizer(keras_hub.tokenizers.Tokenizer):
         if proto is None:
             return
         layer = SentencePieceTokenizer(
-            proto, extra_ids=self.extra_ids,
-            special_tokens_in_strings=self.special_tokens_in_strings, name="sentencepiece")
+            proto,
+            extra_ids=self.extra_ids,
+            special_tokens_in_strings=self.special_tokens_in_strings,
+            name="sentencepiece",
+        )
         self._state = _State(layer)
         self.end_token_id = layer.eos_token_id
         self.pad_token_id = layer.pad_token_id
@@ -86,8 +89,10 @@ class SwitchSentencePieceTokenizer(keras_hub.tokenizers.Tokenizer):
 
     def _check_model(self):
         if self.sentencepiece is None:
-            raise ValueError(f"{type(self).__name__} has no SentencePiece model: pass "
-                             "`proto` or call `set_proto` / `load_assets` first.")
+            raise ValueError(
+                f"{type(self).__name__} has no SentencePiece model: pass "
+                "`proto` or call `set_proto` / `load_assets` first."
+            )
 
     @property
     def special_token_ids(self):
@@ -150,9 +155,11 @@ class SwitchSentencePieceTokenizer(keras_hub.tokenizers.Tokenizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(proto=None,  # saved as an asset (`save_assets`)
-                      extra_ids=self.extra_ids,
-                      special_tokens_in_strings=self.special_tokens_in_strings)
+        config.update(
+            proto=None,  # saved as an asset (`save_assets`)
+            extra_ids=self.extra_ids,
+            special_tokens_in_strings=self.special_tokens_in_strings,
+        )
         return config
 
 

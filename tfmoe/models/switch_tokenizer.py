@@ -54,10 +54,19 @@ class SwitchTokenizer(keras_hub.tokenizers.Tokenizer):
 
     backbone_cls = SwitchBackbone
 
-    def __init__(self, vocabulary=None, lowercase=True, strip_accents=True,
-                 sequence_length=None, max_chars_per_word=100, special_tokens_in_strings=True,
-                 end_token=vocab_lib.SEP_TOKEN, pad_token=vocab_lib.PAD_TOKEN,
-                 start_token=None, **kwargs):
+    def __init__(
+        self,
+        vocabulary=None,
+        lowercase=True,
+        strip_accents=True,
+        sequence_length=None,
+        max_chars_per_word=100,
+        special_tokens_in_strings=True,
+        end_token=vocab_lib.SEP_TOKEN,
+        pad_token=vocab_lib.PAD_TOKEN,
+        start_token=None,
+        **kwargs,
+    ):
         if kwargs.get("dtype") is None:
             kwargs["dtype"] = "int32"
         super().__init__(**kwargs)
@@ -91,9 +100,14 @@ class SwitchTokenizer(keras_hub.tokenizers.Tokenizer):
             self._state = _WordpieceState(None)
             return
         wordpiece = WordpieceTokenizer(
-            vocabulary, lowercase=self.lowercase, strip_accents=self.strip_accents,
-            sequence_length=self.sequence_length, max_chars_per_word=self.max_chars_per_word,
-            special_tokens_in_strings=self.special_tokens_in_strings, name="wordpiece")
+            vocabulary,
+            lowercase=self.lowercase,
+            strip_accents=self.strip_accents,
+            sequence_length=self.sequence_length,
+            max_chars_per_word=self.max_chars_per_word,
+            special_tokens_in_strings=self.special_tokens_in_strings,
+            name="wordpiece",
+        )
         ids = {}
         for name in ("start_token", "end_token", "pad_token"):
             token = getattr(self, name)
@@ -117,7 +131,8 @@ class SwitchTokenizer(keras_hub.tokenizers.Tokenizer):
         if self._wordpiece is None:
             raise ValueError(
                 f"{type(self).__name__} has no vocabulary: pass `vocabulary` or call "
-                "`set_vocabulary` / `load_assets` first.")
+                "`set_vocabulary` / `load_assets` first."
+            )
 
     def get_vocabulary(self):
         """The tokens, as a list (index = id)."""
@@ -202,8 +217,7 @@ class SwitchTokenizer(keras_hub.tokenizers.Tokenizer):
         return self.tokenize(inputs, *args, **kwargs)
 
     def compute_output_spec(self, input_spec):
-        return keras.KerasTensor(tuple(input_spec.shape) + (self.sequence_length,),
-                                 dtype="int32")
+        return keras.KerasTensor(tuple(input_spec.shape) + (self.sequence_length,), dtype="int32")
 
     def get_config(self):
         config = super().get_config()
@@ -253,7 +267,6 @@ def _as_id_tensor(ids):
         return tf.convert_to_tensor(ids.astype("int32"))
     if isinstance(ids, (list, tuple)):
         if ids and isinstance(ids[0], (list, tuple, np.ndarray)):
-            return tf.ragged.constant([list(row) for row in ids], dtype=tf.int32,
-                                      ragged_rank=1)
+            return tf.ragged.constant([list(row) for row in ids], dtype=tf.int32, ragged_rank=1)
         return tf.constant(list(ids), dtype=tf.int32, shape=[len(ids)])
     return tf.convert_to_tensor(keras.ops.convert_to_numpy(ids).astype("int32"))

@@ -18,8 +18,10 @@ from tfmoe.models.switch_backbone import SwitchBackbone
 from tfmoe.models.switch_backbone.switch_backbone import DECODER_ONLY, ENCODER_ONLY
 from tfmoe.models.switch_causal_lm import SwitchCausalLM, SwitchCausalLMPreprocessor
 from tfmoe.models.switch_seq2seq_lm import SwitchSeq2SeqLM, SwitchSeq2SeqLMPreprocessor
-from tfmoe.models.switch_text_classifier import (SwitchTextClassifier,
-                                                 SwitchTextClassifierPreprocessor)
+from tfmoe.models.switch_text_classifier import (
+    SwitchTextClassifier,
+    SwitchTextClassifierPreprocessor,
+)
 from tfmoe.models.switch_tokenizer import SwitchSeq2SeqTokenizer, SwitchTokenizer
 
 # Variable paths of the input embeddings (`init_backbone_from_preset`).
@@ -27,8 +29,15 @@ TOKEN_EMBEDDING = "token_embedding/embeddings"
 ENCODER_EMBEDDING = "encoder_token_embedding/embeddings"
 
 
-def save_task_preset(model, directory, vocabulary, sequence_length, label_names=None,
-                     tokenizer=None, **tokenizer_options):
+def save_task_preset(
+    model,
+    directory,
+    vocabulary,
+    sequence_length,
+    label_names=None,
+    tokenizer=None,
+    **tokenizer_options,
+):
     """Writes `model` and a tokenizer of `vocabulary` as a keras-hub preset `directory`.
 
     Args:
@@ -51,18 +60,26 @@ def save_task_preset(model, directory, vocabulary, sequence_length, label_names=
       ValueError: an unsupported `model`, or `label_names` for a model that is not a
         classifier or of the wrong length.
     """
+
     def make_tokenizer(cls):
         return cls(vocabulary, **tokenizer_options) if tokenizer is None else tokenizer
 
     if isinstance(model, SwitchTextClassifier):
         preprocessor = SwitchTextClassifierPreprocessor(
-            make_tokenizer(SwitchTokenizer), sequence_length=sequence_length)
+            make_tokenizer(SwitchTokenizer), sequence_length=sequence_length
+        )
         if label_names is None:
             label_names = model.label_names
         task = SwitchTextClassifier(
-            model.backbone, num_classes=model.num_classes, preprocessor=preprocessor,
-            label_names=label_names, pooling=model.pooling, dropout=model.dropout,
-            activation=model.activation, compile=False)
+            model.backbone,
+            num_classes=model.num_classes,
+            preprocessor=preprocessor,
+            label_names=label_names,
+            pooling=model.pooling,
+            dropout=model.dropout,
+            activation=model.activation,
+            compile=False,
+        )
         task.classifier_head.set_weights(model.classifier_head.get_weights())
         task.save_to_preset(directory)
         return
@@ -71,15 +88,19 @@ def save_task_preset(model, directory, vocabulary, sequence_length, label_names=
     if isinstance(model, SwitchSeq2SeqLM):
         preprocessor = SwitchSeq2SeqLMPreprocessor(
             make_tokenizer(SwitchSeq2SeqTokenizer),
-            encoder_sequence_length=sequence_length, decoder_sequence_length=sequence_length)
+            encoder_sequence_length=sequence_length,
+            decoder_sequence_length=sequence_length,
+        )
     elif isinstance(model, SwitchCausalLM):
         preprocessor = SwitchCausalLMPreprocessor(
-            make_tokenizer(SwitchTokenizer), sequence_length=sequence_length)
+            make_tokenizer(SwitchTokenizer), sequence_length=sequence_length
+        )
     else:
-        raise ValueError(f"`model` must be a SwitchCausalLM, SwitchSeq2SeqLM or "
-                         f"SwitchTextClassifier, got {type(model).__name__}.")
-    type(model)(model.backbone, preprocessor=preprocessor, compile=False).save_to_preset(
-        directory)
+        raise ValueError(
+            f"`model` must be a SwitchCausalLM, SwitchSeq2SeqLM or "
+            f"SwitchTextClassifier, got {type(model).__name__}."
+        )
+    type(model)(model.backbone, preprocessor=preprocessor, compile=False).save_to_preset(directory)
 
 
 def task_base_class(directory):
@@ -101,8 +122,9 @@ def task_base_class(directory):
     if name != "tfmoe>SwitchBackbone":
         raise ValueError(f"{directory} is not a tfmoe preset (backbone {name!r}).")
     layout = backbone.get("config", {}).get("layout")
-    return {DECODER_ONLY: keras_hub.models.CausalLM,
-            ENCODER_ONLY: keras_hub.models.TextClassifier}[layout]
+    return {DECODER_ONLY: keras_hub.models.CausalLM, ENCODER_ONLY: keras_hub.models.TextClassifier}[
+        layout
+    ]
 
 
 def load_task_preset(directory, **kwargs):
@@ -124,8 +146,16 @@ def encoder_only_config(directory):
         raise ValueError(f"{directory} is not a seq2seq preset.")
     with open(os.path.join(directory, "config.json")) as f:
         config = dict(json.load(f)["config"])
-    for key in ("name", "trainable", "dtype", "layout", "num_decoder_layers",
-                "decoder_sparse_step", "decoder_start_token_id", "separate_input_embeddings"):
+    for key in (
+        "name",
+        "trainable",
+        "dtype",
+        "layout",
+        "num_decoder_layers",
+        "decoder_sparse_step",
+        "decoder_start_token_id",
+        "separate_input_embeddings",
+    ):
         config.pop(key, None)
     return dict(config, layout=ENCODER_ONLY)
 
@@ -155,8 +185,9 @@ def init_backbone_from_preset(backbone, directory):
         if match is None:
             problems.append(f"{variable.path}: not in the preset")
         elif tuple(match.shape) != tuple(variable.shape):
-            problems.append(f"{variable.path}: preset {tuple(match.shape)} vs "
-                            f"{tuple(variable.shape)}")
+            problems.append(
+                f"{variable.path}: preset {tuple(match.shape)} vs {tuple(variable.shape)}"
+            )
     if problems:
         raise ValueError(f"The backbone of {directory} does not fit: " + "; ".join(problems))
     for variable in backbone.weights:

@@ -57,7 +57,9 @@ def compute_charsets():
     from tokenizers import normalizers, pre_tokenizers
 
     def bert_normalizer(**flags):
-        options = dict(clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=False)
+        options = dict(
+            clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=False
+        )
         options.update(flags)
         return normalizers.BertNormalizer(**options)
 
@@ -99,7 +101,9 @@ def compute_charsets():
     # `tf.strings.lower` has other tables and a context rule. Check both a lone
     # character and one after a cased letter.
     lowered_alone = _tf_map(lambda s: tf.strings.lower(s, encoding="utf-8"), [ch for _, ch in kept])
-    lowered_after = _tf_map(lambda s: tf.strings.lower(s, encoding="utf-8"), ["A" + ch for _, ch in kept])
+    lowered_after = _tf_map(
+        lambda s: tf.strings.lower(s, encoding="utf-8"), ["A" + ch for _, ch in kept]
+    )
     lowercase_fixups = {}
     for (c, ch), alone, after in zip(kept, lowered_alone, lowered_after):
         theirs = lowerer.normalize_str(ch)
@@ -108,7 +112,9 @@ def compute_charsets():
                 raise AssertionError(f"lowercase: U+{c:04X} -> {theirs!r} (several code points)")
             lowercase_fixups[c] = ord(theirs)
     targets = [chr(t) for t in lowercase_fixups.values()]
-    for target, relowered in zip(targets, _tf_map(lambda s: tf.strings.lower(s, encoding="utf-8"), targets)):
+    for target, relowered in zip(
+        targets, _tf_map(lambda s: tf.strings.lower(s, encoding="utf-8"), targets)
+    ):
         if relowered != target:
             raise AssertionError(f"ICU lower-cases the fix-up target {target!r} again")
 
@@ -156,7 +162,9 @@ def compute_charsets():
     unchanged = [
         c
         for c, ch in candidates
-        if cleaner.normalize_str(ch) == ch and stripper.normalize_str(ch) == ch and lowerer.normalize_str(ch) == ch
+        if cleaner.normalize_str(ch) == ch
+        and stripper.normalize_str(ch) == ch
+        and lowerer.normalize_str(ch) == ch
     ]
     return {
         "UNCHANGED": _ranges(unchanged),

@@ -43,11 +43,15 @@ def _as_text_dataset(text_dataset):
             return text_dataset.batch(_BATCH_SIZE)
         return text_dataset.map(lambda t: tf.reshape(t, [-1]))
     if isinstance(text_dataset, (str, bytes)):
-        raise TypeError("`text_dataset` must be a tf.data.Dataset or a list of strings, got a single string")
+        raise TypeError(
+            "`text_dataset` must be a tf.data.Dataset or a list of strings, got a single string"
+        )
     try:
         texts = tf.constant(list(text_dataset), dtype=tf.string)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"`text_dataset` must be a tf.data.Dataset or a list of strings: {error}") from None
+        raise TypeError(
+            f"`text_dataset` must be a tf.data.Dataset or a list of strings: {error}"
+        ) from None
     return tf.data.Dataset.from_tensor_slices(texts).batch(_BATCH_SIZE)
 
 
@@ -56,7 +60,9 @@ def _fit_to_size(tokens, vocabulary_size, reserved_tokens):
     if len(tokens) <= vocabulary_size:
         return tokens
     characters = {t for t in tokens if len(t) == 1}
-    essential = set(reserved_tokens) | characters | {vocab_lib.SUFFIX_INDICATOR + c for c in characters}
+    essential = (
+        set(reserved_tokens) | characters | {vocab_lib.SUFFIX_INDICATOR + c for c in characters}
+    )
     room = vocabulary_size - sum(t in essential for t in tokens)
     if room < 0:
         raise ValueError(
@@ -102,7 +108,9 @@ def learn_vocabulary(
         reserved_tokens = vocab_lib.default_reserved_tokens()
     reserved_tokens = list(reserved_tokens)
     if vocab_lib.UNKNOWN_TOKEN not in reserved_tokens:
-        raise ValueError(f"`reserved_tokens` must contain {vocab_lib.UNKNOWN_TOKEN!r}, got {reserved_tokens[:8]}...")
+        raise ValueError(
+            f"`reserved_tokens` must contain {vocab_lib.UNKNOWN_TOKEN!r}, got {reserved_tokens[:8]}..."
+        )
     if len(set(reserved_tokens)) != len(reserved_tokens):
         raise ValueError("`reserved_tokens` has duplicates")
     too_small = not isinstance(vocabulary_size, int) or vocabulary_size <= len(reserved_tokens)
@@ -111,7 +119,8 @@ def learn_vocabulary(
             f"`vocabulary_size` must be an int > len(reserved_tokens)={len(reserved_tokens)}, got {vocabulary_size!r}"
         )
     words = _as_text_dataset(text_dataset).map(
-        lambda text: _words_as_text(text, lowercase, strip_accents), num_parallel_calls=tf.data.AUTOTUNE
+        lambda text: _words_as_text(text, lowercase, strip_accents),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
     params = dict(DEFAULT_LEARN_PARAMS, **(learn_params or {}))
     try:
@@ -133,7 +142,8 @@ def learn_vocabulary(
 
 def _text_lines(paths):
     datasets = [
-        tf.data.TextLineDataset(path, compression_type="GZIP" if path.endswith(".gz") else "") for path in paths
+        tf.data.TextLineDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+        for path in paths
     ]
     dataset = datasets[0]
     for other in datasets[1:]:
@@ -142,9 +152,15 @@ def _text_lines(paths):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Learn a WordPiece vocabulary (one token per line) from text files.")
-    parser.add_argument("--input", nargs="+", required=True, help="text files, one example per line (.gz is fine)")
-    parser.add_argument("--size", type=int, required=True, help="maximum vocabulary size, reserved tokens included")
+    parser = argparse.ArgumentParser(
+        description="Learn a WordPiece vocabulary (one token per line) from text files."
+    )
+    parser.add_argument(
+        "--input", nargs="+", required=True, help="text files, one example per line (.gz is fine)"
+    )
+    parser.add_argument(
+        "--size", type=int, required=True, help="maximum vocabulary size, reserved tokens included"
+    )
     parser.add_argument("--output", required=True, help="vocabulary file to write")
     parser.add_argument("--cased", action="store_true", help="do not lower-case")
     parser.add_argument("--keep-accents", action="store_true", help="do not strip accents")

@@ -114,7 +114,9 @@ def map_code_points(strings, mapping):
         code_points = tf.strings.unicode_decode(rows, "UTF-8")
         flat = code_points.flat_values
         position = tf.minimum(tf.searchsorted(key_tensor, flat), len(keys) - 1)
-        flat = tf.where(tf.gather(key_tensor, position) == flat, tf.gather(value_tensor, position), flat)
+        flat = tf.where(
+            tf.gather(key_tensor, position) == flat, tf.gather(value_tensor, position), flat
+        )
         return tf.strings.unicode_encode(code_points.with_flat_values(flat), "UTF-8")
 
     found = tf.strings.regex_full_match(strings, contains_pattern([(k, k) for k in keys]))
@@ -123,7 +125,9 @@ def map_code_points(strings, mapping):
 
 def replace_invalid_utf8(text):
     """Replaces invalid UTF-8 (and encoded surrogates) with U+FFFD, which cleaning then deletes."""
-    return tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    return tf.strings.unicode_transcode(
+        text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+    )
 
 
 def _normalize_unicode(text, lowercase, strip_accents, exact_whitespace, pad_cjk):
@@ -164,7 +168,9 @@ def _short_path_pattern(pad_cjk, exact_whitespace):
 
 
 @tf.autograph.experimental.do_not_convert
-def normalize_text(text, *, lowercase=True, strip_accents=True, pad_cjk=True, exact_whitespace=True):
+def normalize_text(
+    text, *, lowercase=True, strip_accents=True, pad_cjk=True, exact_whitespace=True
+):
     """BERT normalisation of a batch of strings (see the module docstring).
 
     Args:

@@ -24,4 +24,6 @@ def split_words(normalized_text):
     Whitespace separates words and is dropped; each punctuation character
     (ASCII symbols and Unicode P*) and CJK ideograph is a word of its own.
     """
-    return tf_text.regex_split(normalized_text, _WORD_DELIMITERS, keep_delim_regex_pattern=_SINGLE_CHARACTER_WORD)
+    return tf_text.regex_split(
+        normalized_text, _WORD_DELIMITERS, keep_delim_regex_pattern=_SINGLE_CHARACTER_WORD
+    )

@@ -178,10 +178,14 @@ def _lowercase_map():
     """
     lowered = np.arange(_CODE_POINTS, dtype=np.int32)
     candidates = lowered[1:_CASED_PLANES_END]
-    candidates = candidates[((candidates < 0xD800) | (candidates > 0xDFFF)) & (candidates != ord(_DOTTED_CAPITAL_I))]
+    candidates = candidates[
+        ((candidates < 0xD800) | (candidates > 0xDFFF)) & (candidates != ord(_DOTTED_CAPITAL_I))
+    ]
     with tf.init_scope():
         text = tf.strings.unicode_encode(tf.constant(candidates), "UTF-8")
-        result = tf.strings.unicode_decode(tf.strings.lower(text, encoding="utf-8"), "UTF-8").numpy()
+        result = tf.strings.unicode_decode(
+            tf.strings.lower(text, encoding="utf-8"), "UTF-8"
+        ).numpy()
     if result.shape != candidates.shape:
         raise AssertionError("tf.strings.lower changed the number of characters")
     lowered[candidates] = result
@@ -237,7 +241,9 @@ class Recoding:
             protected = np.flatnonzero(_in_ranges(charsets.NFD_PROTECTED))
             waiting = _PROTECTION_STAND_IN_BASE + np.arange(len(protected))
             if waiting[-1] >= _SPECIAL_STAND_IN_BASE:
-                raise AssertionError("NFD protection stand-ins overflow into the special-token stand-ins")
+                raise AssertionError(
+                    "NFD protection stand-ins overflow into the special-token stand-ins"
+                )
             protect = np.arange(_CODE_POINTS, dtype=np.int32)
             protect[protected] = waiting
             self._protect = _CodePointMap(protect)
@@ -245,7 +251,9 @@ class Recoding:
         self._text_map = _CodePointMap(text_map)
         # One-character words that got a stand-in: FastWordpiece must see them alone.
         spaced = np.zeros(_CODE_POINTS, bool)
-        spaced[self._vocabulary_map[(classes == _SINGLE) & (self._vocabulary_map >= _STAND_IN_BASE)]] = True
+        spaced[
+            self._vocabulary_map[(classes == _SINGLE) & (self._vocabulary_map >= _STAND_IN_BASE)]
+        ] = True
         self._spaced = character_class(_ranges_of(spaced)) if spaced.any() else None
         special_ranges = tuple((ord(c), ord(c)) for c in self._stand_in.values())
         self._special_stand_ins = character_class(special_ranges) if special_ranges else None
@@ -260,7 +268,9 @@ class Recoding:
         words of word characters; when neither form's characters occur in the vocabulary,
         every word holding them is `[UNK]` either way.
         """
-        protected = [chr(c) for first, last in charsets.NFD_PROTECTED for c in range(first, last + 1)]
+        protected = [
+            chr(c) for first, last in charsets.NFD_PROTECTED for c in range(first, last + 1)
+        ]
         with tf.init_scope():
             decomposed = tf_text.normalize_utf8(tf.constant(protected), "NFD").numpy()
         characters = set("".join(protected)) | set("".join(d.decode("utf-8") for d in decomposed))
@@ -283,7 +293,11 @@ class Recoding:
         for index, token in enumerate(tokens):
             if token in self._stand_in:
                 recoded.append((self._stand_in[token], index))
-            prefix = suffix_indicator if token.startswith(suffix_indicator) and token != suffix_indicator else ""
+            prefix = (
+                suffix_indicator
+                if token.startswith(suffix_indicator) and token != suffix_indicator
+                else ""
+            )
             body = token[len(prefix) :]
             if removed.search(body):
                 continue

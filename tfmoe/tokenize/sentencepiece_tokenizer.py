@@ -53,7 +53,9 @@ _META_SPACE = "\u2581"
 # words (Rust's `char::is_whitespace`) after normalisation; less U+000B, which
 # normalisation deletes (`a\vb` is one word). SentencePiece's own normalisation
 # keeps U+0085 (and would not split there).
-_WHITESPACE = r"[\t\n\x{0C}\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+"
+_WHITESPACE = (
+    r"[\t\n\x{0C}\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+"
+)
 # Piece scores are rounded to multiples of 2**-_SCORE_BITS, so that SentencePiece
 # adds those of a word exactly in float32 (sums below 2**(24 - _SCORE_BITS)).
 _SCORE_BITS = 14
@@ -101,9 +103,13 @@ class SentencePieceTokenizer(TokenizerLayer):
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
         if sequence_length is not None and (
-            isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1
+            isinstance(sequence_length, bool)
+            or not isinstance(sequence_length, int)
+            or sequence_length < 1
         ):
-            raise ValueError(f"`sequence_length` must be a positive int or None, got {sequence_length!r}")
+            raise ValueError(
+                f"`sequence_length` must be a positive int or None, got {sequence_length!r}"
+            )
         if isinstance(extra_ids, bool) or not isinstance(extra_ids, int) or extra_ids < 0:
             raise ValueError(f"`extra_ids` must be a non-negative int, got {extra_ids!r}")
         self._proto = _load_proto(proto, proto_base64)
@@ -122,8 +128,14 @@ class SentencePieceTokenizer(TokenizerLayer):
         self._vocabulary = pieces + sentinels
         self._token_to_id = {token: i for i, token in enumerate(self._vocabulary)}
         if len(self._token_to_id) != len(self._vocabulary):
-            raise ValueError("`proto` already holds sentinel pieces `<extra_id_N>`: pass `extra_ids=0`")
-        self._pad_id, self._eos_id, self._unk_id = processor.pad_id(), processor.eos_id(), processor.unk_id()
+            raise ValueError(
+                "`proto` already holds sentinel pieces `<extra_id_N>`: pass `extra_ids=0`"
+            )
+        self._pad_id, self._eos_id, self._unk_id = (
+            processor.pad_id(),
+            processor.eos_id(),
+            processor.unk_id(),
+        )
         missing = [name for name, i in (("pad", self._pad_id), ("eos", self._eos_id)) if i < 0]
         if missing:
             raise ValueError(f"`proto` defines no {' and no '.join(missing)} piece, which T5 needs")
@@ -132,23 +144,33 @@ class SentencePieceTokenizer(TokenizerLayer):
 
         # Special tokens as written in text, longest first so that none hides another.
         special_ids = [self._pad_id, self._eos_id, self._unk_id] + list(self.sentinel_token_ids)
-        self._special_tokens = sorted({self._vocabulary[i] for i in special_ids}, key=lambda t: (-len(t), t))
+        self._special_tokens = sorted(
+            {self._vocabulary[i] for i in special_ids}, key=lambda t: (-len(t), t)
+        )
         special_pattern = "|".join(rf"\Q{token}\E" for token in self._special_tokens)
         self._special_pattern = special_pattern if self.special_tokens_in_strings else None
-        self._split_pattern = f"{special_pattern}|{_WHITESPACE}" if self._special_pattern else _WHITESPACE
+        self._split_pattern = (
+            f"{special_pattern}|{_WHITESPACE}" if self._special_pattern else _WHITESPACE
+        )
         with tf.init_scope():
             # Eager, so that graphs capture them instead of each holding a copy.
             encoding_model = _encoding_model(
-                model, sentinels if self.special_tokens_in_strings else None, (self._pad_id, self._eos_id)
+                model,
+                sentinels if self.special_tokens_in_strings else None,
+                (self._pad_id, self._eos_id),
             )
             self._sentencepiece = _SentencePieceModel(encoding_model)
             self._special_token_strings = tf.constant(self._special_tokens, tf.string)
-            self._special_token_ids = tf.constant([self._token_to_id[t] for t in self._special_tokens], tf.int32)
+            self._special_token_ids = tf.constant(
+                [self._token_to_id[t] for t in self._special_tokens], tf.int32
+            )
             # Pieces as detokenization writes them: `▁` stays (a space once joined).
             self._pieces = tf.constant(self._vocabulary, tf.string)
         # Traced once, on first use, and shared by every graph that tokenizes.
         self._tokenize_batch_graph = tf.function(
-            self._tokenize_batch, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
+            self._tokenize_batch,
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            autograph=False,
         )
         self.built = True
 
@@ -201,7 +223,9 @@ class SentencePieceTokenizer(TokenizerLayer):
             without_nul, self._split_pattern, self._special_pattern or ""
         )
         flat_words = tf.strings.substr(
-            tf.gather(text, words.value_rowids()), begins.flat_values, ends.flat_values - begins.flat_values
+            tf.gather(text, words.value_rowids()),
+            begins.flat_values,
+            ends.flat_values - begins.flat_values,
         )
         if self._special_pattern is None:
             word_ids = self._sentencepiece.tokenize(flat_words)
@@ -209,14 +233,23 @@ class SentencePieceTokenizer(TokenizerLayer):
             is_special = tf.strings.regex_full_match(flat_words, self._special_pattern)
             specials = tf.boolean_mask(flat_words, is_special)
             # [specials]: index of each in the (short) list of special tokens.
-            which = tf.argmax(tf.cast(tf.equal(specials[:, None], self._special_token_strings[None, :]), tf.int32), 1)
+            which = tf.argmax(
+                tf.cast(
+                    tf.equal(specials[:, None], self._special_token_strings[None, :]), tf.int32
+                ),
+                1,
+            )
             special_rows = tf.RaggedTensor.from_row_lengths(
-                tf.gather(self._special_token_ids, which), tf.cast(is_special, tf.int64), validate=False
+                tf.gather(self._special_token_ids, which),
+                tf.cast(is_special, tf.int64),
+                validate=False,
             )
             # Special tokens are tokenized as "" (no ids), then get their one id.
             word_ids = self._sentencepiece.tokenize(tf.where(is_special, "", flat_words))
             word_ids = tf.concat([word_ids, special_rows], axis=1)
-        ids = tf.RaggedTensor.from_row_splits(word_ids, words.row_splits, validate=False).merge_dims(1, 2)
+        ids = tf.RaggedTensor.from_row_splits(
+            word_ids, words.row_splits, validate=False
+        ).merge_dims(1, 2)
         if self.add_eos:
             eos = tf.fill(tf.stack([ids.nrows(), 1]), tf.constant(self._eos_id, tf.int32))
             ids = tf.concat([ids, eos], axis=1)
@@ -251,7 +284,9 @@ class SentencePieceTokenizer(TokenizerLayer):
         keep = tf.not_equal(flat, self._pad_id) & tf.not_equal(flat, self._eos_id)
         if skip_special_tokens:
             keep &= tf.not_equal(flat, self._unk_id) & (flat < self._num_pieces)
-        pieces = tf.ragged.boolean_mask(ids.with_flat_values(tf.gather(self._pieces, flat)), ids.with_flat_values(keep))
+        pieces = tf.ragged.boolean_mask(
+            ids.with_flat_values(tf.gather(self._pieces, flat)), ids.with_flat_values(keep)
+        )
         text = tf.strings.reduce_join(pieces, axis=1)
         text = tf.strings.regex_replace(text, "^" + _META_SPACE, "", replace_global=False)
         text = tf.strings.regex_replace(text, _META_SPACE, " ")
@@ -287,7 +322,9 @@ class _SentencePieceModel(tf.saved_model.experimental.TrackableResource):
         _ = self.resource_handle  # creates it
 
     def _create_resource(self):
-        return gen_sentencepiece_tokenizer.sentencepiece_op(model=self._model, shared_name=self._shared_name)
+        return gen_sentencepiece_tokenizer.sentencepiece_op(
+            model=self._model, shared_name=self._shared_name
+        )
 
     def tokenize(self, text):
         """`[n]` strings -> int32 ids `[n, (pieces)]`, int64 row splits (no sampling, bos or eos)."""
@@ -309,7 +346,9 @@ class _SentencePieceModel(tf.saved_model.experimental.TrackableResource):
 def _load_proto(proto, proto_base64):
     """The model's bytes from `proto` (path or bytes) or `proto_base64`; ValueError/TypeError naming the argument."""
     if (proto is None) == (proto_base64 is None):
-        raise ValueError("Pass one of `proto` (a spiece.model path or its bytes) and `proto_base64`")
+        raise ValueError(
+            "Pass one of `proto` (a spiece.model path or its bytes) and `proto_base64`"
+        )
     if proto_base64 is not None:
         try:
             return base64.b64decode(proto_base64, validate=True)

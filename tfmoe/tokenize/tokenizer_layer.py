@@ -40,8 +40,9 @@ class TokenizerLayer(keras.layers.Layer):
         shape = text.shape
         flat_ids = self._tokenize_flat(text if shape.rank == 1 else tf.reshape(text, [-1]))
         if self.sequence_length is not None:
-            dense = flat_ids.to_tensor(default_value=self.pad_token_id,
-                                       shape=[None, self.sequence_length])
+            dense = flat_ids.to_tensor(
+                default_value=self.pad_token_id, shape=[None, self.sequence_length]
+            )
             return tf.reshape(dense, tf.concat([tf.shape(text), [self.sequence_length]], axis=0))
         if shape.rank == 0:
             return flat_ids.flat_values  # the only row
@@ -84,10 +85,16 @@ def as_string_tensor(value, name):
     if isinstance(value, tf.Tensor) and value.dtype == tf.string:
         return value
     if isinstance(value, tf.RaggedTensor):
-        raise TypeError(f"`{name}` must be a dense string tensor, got a RaggedTensor; pass `{name}.flat_values`")
+        raise TypeError(
+            f"`{name}` must be a dense string tensor, got a RaggedTensor; pass `{name}.flat_values`"
+        )
     dtype = getattr(value, "dtype", None)
     if dtype is not None:
-        is_string = dtype == tf.string if isinstance(dtype, tf.dtypes.DType) else np.dtype(dtype).kind in "OSU"
+        is_string = (
+            dtype == tf.string
+            if isinstance(dtype, tf.dtypes.DType)
+            else np.dtype(dtype).kind in "OSU"
+        )
         if not is_string:
             raise TypeError(f"`{name}` must be strings (tf.string), got dtype {dtype}")
     try:

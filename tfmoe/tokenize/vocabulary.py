@@ -56,12 +56,16 @@ def load_vocabulary(vocabulary):
         tokens = [t.decode("utf-8") if isinstance(t, bytes) else t for t in tokens]
         bad = [t for t in tokens if not isinstance(t, str)]
         if bad:
-            raise TypeError(f"`vocabulary` tokens must be strings, got {type(bad[0]).__name__}: {bad[0]!r}")
+            raise TypeError(
+                f"`vocabulary` tokens must be strings, got {type(bad[0]).__name__}: {bad[0]!r}"
+            )
     if not tokens:
         raise ValueError("`vocabulary` is empty")
     for index, token in enumerate(tokens):
         if token == "" or token.strip() != token or any(c.isspace() for c in token):
-            raise ValueError(f"`vocabulary` token {index} is empty or contains whitespace: {token!r}")
+            raise ValueError(
+                f"`vocabulary` token {index} is empty or contains whitespace: {token!r}"
+            )
     if len(set(tokens)) != len(tokens):
         seen = set()
         duplicate = next(t for t in tokens if t in seen or seen.add(t))
@@ -80,10 +84,11 @@ def _read_vocabulary_file(path):
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
+        line = data[: error.start].count(b"\n") + 1
         raise ValueError(
             f"`vocabulary` file {path!r} is not UTF-8 text (line {line}: byte "
-            f"0x{data[error.start]:02x})") from None
+            f"0x{data[error.start]:02x})"
+        ) from None
     tokens = text.splitlines()
     # A final newline is normal; a trailing empty line is not a token.
     while tokens and tokens[-1] == "":

@@ -28,8 +28,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfmoe.tokenize import vocabulary as vocab_lib
-from tfmoe.tokenize.tokenizer_layer import TokenizerLayer
 from tfmoe.tokenize.recoding import Recoding, plain_rows_pattern, plain_rows_python_regex
+from tfmoe.tokenize.tokenizer_layer import TokenizerLayer
 
 # Recoded text holds every word character in 4 UTF-8 bytes (see `recoding`).
 _RECODED_BYTES_PER_CHARACTER = 4
@@ -80,11 +80,21 @@ class WordpieceTokenizer(TokenizerLayer):
         self._allow_non_tensor_positional_args = True
         self._vocabulary = vocab_lib.load_vocabulary(vocabulary)
         if sequence_length is not None and (
-            isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1
+            isinstance(sequence_length, bool)
+            or not isinstance(sequence_length, int)
+            or sequence_length < 1
         ):
-            raise ValueError(f"`sequence_length` must be a positive int or None, got {sequence_length!r}")
-        if isinstance(max_chars_per_word, bool) or not isinstance(max_chars_per_word, int) or max_chars_per_word < 1:
-            raise ValueError(f"`max_chars_per_word` must be a positive int, got {max_chars_per_word!r}")
+            raise ValueError(
+                f"`sequence_length` must be a positive int or None, got {sequence_length!r}"
+            )
+        if (
+            isinstance(max_chars_per_word, bool)
+            or not isinstance(max_chars_per_word, int)
+            or max_chars_per_word < 1
+        ):
+            raise ValueError(
+                f"`max_chars_per_word` must be a positive int, got {max_chars_per_word!r}"
+            )
         self.lowercase = bool(lowercase)
         self.strip_accents = bool(strip_accents)
         self.sequence_length = sequence_length
@@ -92,7 +102,9 @@ class WordpieceTokenizer(TokenizerLayer):
         self.special_tokens_in_strings = bool(special_tokens_in_strings)
         self._token_to_id = {token: i for i, token in enumerate(self._vocabulary)}
         if sequence_length is not None and self.pad_token_id is None:
-            raise ValueError(f"`sequence_length` needs a {vocab_lib.PAD_TOKEN!r} token in `vocabulary`")
+            raise ValueError(
+                f"`sequence_length` needs a {vocab_lib.PAD_TOKEN!r} token in `vocabulary`"
+            )
         self._special_tokens = [t for t in vocab_lib.SPECIAL_TOKENS if t in self._token_to_id]
         self._match_special_tokens = self.special_tokens_in_strings and bool(self._special_tokens)
         # Plain rows need no more normalisation than ASCII lower-casing; the others
@@ -128,7 +140,9 @@ class WordpieceTokenizer(TokenizerLayer):
         # Traced once, on first use: every graph that tokenizes calls it, and so do
         # eager calls on rows that are not plain.
         self._tokenize_batch_graph = tf.function(
-            self._tokenize_batch, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
+            self._tokenize_batch,
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            autograph=False,
         )
         self.built = True
 
@@ -207,7 +221,9 @@ class WordpieceTokenizer(TokenizerLayer):
         normalized = tf.strings.lower(text) if self.lowercase else text
         # The other rows, recoded (on none at all, their ops cost next to nothing).
         rows = tf.where(tf.logical_not(self._plain_rows(text)))
-        normalized = tf.tensor_scatter_nd_update(normalized, rows, self._recoding.recode(tf.gather_nd(text, rows)))
+        normalized = tf.tensor_scatter_nd_update(
+            normalized, rows, self._recoding.recode(tf.gather_nd(text, rows))
+        )
         ids = self._end_to_end.tokenize(normalized)
         return tf.RaggedTensor.from_row_splits(
             tf.gather(self._wordpiece_ids, ids.flat_values), ids.row_splits, validate=False
@@ -261,9 +277,13 @@ class WordpieceTokenizer(TokenizerLayer):
                     no_pretokenization=True,
                     support_detokenization=True,
                 )
-        dropped = [i for i in (self.pad_token_id, self.cls_token_id, self.sep_token_id) if i is not None]
+        dropped = [
+            i for i in (self.pad_token_id, self.cls_token_id, self.sep_token_id) if i is not None
+        ]
         if dropped:
-            keep = tf.reduce_all(tf.not_equal(ids.flat_values[:, None], tf.constant(dropped, tf.int32)), axis=1)
+            keep = tf.reduce_all(
+                tf.not_equal(ids.flat_values[:, None], tf.constant(dropped, tf.int32)), axis=1
+            )
             ids = tf.ragged.boolean_mask(ids, ids.with_flat_values(keep))
         text = self._detokenizer.detokenize(ids)
         return text[0] if single else text

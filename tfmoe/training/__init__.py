@@ -14,12 +14,24 @@
   (`tfmoe.training.backup`).
 """
 
+from tfmoe.distribute.strategy import (
+    STRATEGIES,
+    StrategyError,
+    check_batch_size,
+    resolve_strategy,
+    split_cpu,
+)
 from tfmoe.training import backup
-from tfmoe.training.callbacks import NonFiniteGuard, NonFiniteLossError, TrainingMonitor, expert_load, moe_layers
+from tfmoe.training.callbacks import (
+    NonFiniteGuard,
+    NonFiniteLossError,
+    TrainingMonitor,
+    expert_load,
+    moe_layers,
+)
 from tfmoe.training.pretraining import PretrainConfig, format_summary, run_pretraining
 from tfmoe.training.run_setup import RunSetup, prepare_run
 from tfmoe.training.sparse_finetuning import freeze_routers
-from tfmoe.distribute.strategy import STRATEGIES, StrategyError, check_batch_size, resolve_strategy, split_cpu
 
 __all__ = [
     "STRATEGIES",

@@ -50,7 +50,7 @@ def write_json_atomic(path, value):
 
 def save_weights_atomic(model, path):
     """`model.save_weights(path)` through a temporary file: a kill never truncates `path`."""
-    tmp = f"{path[:-len('.weights.h5')]}.tmp{os.getpid()}.weights.h5"
+    tmp = f"{path[: -len('.weights.h5')]}.tmp{os.getpid()}.weights.h5"
     model.save_weights(tmp)
     _fsync_and_replace(tmp, path)
 
@@ -63,8 +63,11 @@ def list_backups(backup_dir):
     """`[(epoch, path)]` of the backups in `backup_dir`, newest first."""
     if not os.path.isdir(backup_dir):
         return []
-    found = [(int(m.group(1)), os.path.join(backup_dir, name))
-             for name in os.listdir(backup_dir) if (m := BACKUP_PATTERN.match(name))]
+    found = [
+        (int(m.group(1)), os.path.join(backup_dir, name))
+        for name in os.listdir(backup_dir)
+        if (m := BACKUP_PATTERN.match(name))
+    ]
     return sorted(found, reverse=True)
 
 
@@ -94,14 +97,20 @@ def restore_latest(model, backup_dir, log=print):
             model.load_weights(path)
         except (OSError, ValueError) as error:
             damaged.append(path)
-            log(f"warning: backup {path} does not load ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}); trying the one before")
+            log(
+                f"warning: backup {path} does not load ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}); trying the one before"
+            )
             continue
-        log(f"Resuming from the backup {path}: epoch {epoch} done, training continues at step "
-            f"{int(model.optimizer.iterations.numpy()) if model.optimizer is not None else '?'}")
+        log(
+            f"Resuming from the backup {path}: epoch {epoch} done, training continues at step "
+            f"{int(model.optimizer.iterations.numpy()) if model.optimizer is not None else '?'}"
+        )
         return epoch
-    raise RuntimeError(f"no backup in {backup_dir} loads (damaged: {', '.join(damaged)}); "
-                       "remove the directory to start over")
+    raise RuntimeError(
+        f"no backup in {backup_dir} loads (damaged: {', '.join(damaged)}); "
+        "remove the directory to start over"
+    )
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -120,7 +129,7 @@ class EpochBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
         save_weights_atomic(self.model, backup_path(self.backup_dir, epoch + 1))
-        for _, old in list_backups(self.backup_dir)[self.keep:]:
+        for _, old in list_backups(self.backup_dir)[self.keep :]:
             os.remove(old)
 
 
@@ -147,8 +156,10 @@ class RunDirectoryLock:
                 raise
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RuntimeError(f"{self.directory} is in use by another run (pid {holder}); "
-                               "wait for it to finish or choose another --output_dir") from None
+            raise RuntimeError(
+                f"{self.directory} is in use by another run (pid {holder}); "
+                "wait for it to finish or choose another --output_dir"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
@@ -189,12 +200,20 @@ def check_resume_config(path, current, ignore=()):
         with open(path) as f:
             saved = json.load(f)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not readable JSON ({error}); choose another --output_dir "
-                         "or remove it") from None
+        raise ValueError(
+            f"{path} is not readable JSON ({error}); choose another --output_dir or remove it"
+        ) from None
     current = json.loads(json.dumps(current, default=str))
-    differing = [key for key in config_differences(saved, current)
-                 if not any(key == i or key.startswith(f"{i}.") for i in ignore)]
+    differing = [
+        key
+        for key in config_differences(saved, current)
+        if not any(key == i or key.startswith(f"{i}.") for i in ignore)
+    ]
     if differing:
-        shown = ", ".join(differing[:8]) + (f" and {len(differing) - 8} more" if len(differing) > 8 else "")
-        raise ValueError(f"{os.path.dirname(path) or '.'} holds a run with a different config "
-                         f"({shown} differ); resume with the same flags or choose another --output_dir")
+        shown = ", ".join(differing[:8]) + (
+            f" and {len(differing) - 8} more" if len(differing) > 8 else ""
+        )
+        raise ValueError(
+            f"{os.path.dirname(path) or '.'} holds a run with a different config "
+            f"({shown} differ); resume with the same flags or choose another --output_dir"
+        )

@@ -95,7 +95,9 @@ class NonFiniteGuard(keras.callbacks.TerminateOnNaN):
 
 def _all_finite(weights):
     """Scalar bool tensor: whether every element of `weights` is finite (computed where they live)."""
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(w))) for w in weights])
+    return tf.reduce_all(
+        [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(w))) for w in weights]
+    )
 
 
 class TrainingMonitor(keras.callbacks.Callback):
@@ -212,7 +214,12 @@ def write_run_plots(output_dir):
     load = records[-1].get("expert_load") or {}
     if load:
         names = list(load)
-        written.append(plots.expert_load_heatmap_png(
-            os.path.join(output_dir, HEATMAP_PLOT), names, np.array([load[n] for n in names]),
-            title=f"token share per expert, step {records[-1]['step']} (uniform = {1 / len(load[names[0]]):.3f})"))
+        written.append(
+            plots.expert_load_heatmap_png(
+                os.path.join(output_dir, HEATMAP_PLOT),
+                names,
+                np.array([load[n] for n in names]),
+                title=f"token share per expert, step {records[-1]['step']} (uniform = {1 / len(load[names[0]]):.3f})",
+            )
+        )
     return written

@@ -48,7 +48,9 @@ def text_splits(source: str, *, data_dir=None) -> tuple[tf.data.Dataset, tf.data
     """
     check_source(source)
     if source == "default":
-        return tfmoe_data.text_dataset("default", split="train"), tfmoe_data.text_dataset("default", split="validation")
+        return tfmoe_data.text_dataset("default", split="train"), tfmoe_data.text_dataset(
+            "default", split="validation"
+        )
     if source.startswith("tfds:"):
         train = tfmoe_data.text_dataset(source, split="train", data_dir=data_dir)
         for split in ("validation", "test"):
@@ -79,7 +81,9 @@ def stable_split_of(texts: tf.data.Dataset, split: str) -> tf.data.Dataset:
     return texts.filter(lambda text: tf.logical_not(is_validation_document(text)))
 
 
-def pretraining_datasets(kind, tokenizer, source, *, sequence_length, batch_size, seed=0, data_dir=None):
+def pretraining_datasets(
+    kind, tokenizer, source, *, sequence_length, batch_size, seed=0, data_dir=None
+):
     """`(train, validation)` batches for a preset `kind` ("causal_lm" or "seq2seq").
 
     Train repeats forever (use `steps_per_epoch`); validation is one finite pass. The
@@ -95,27 +99,49 @@ def pretraining_datasets(kind, tokenizer, source, *, sequence_length, batch_size
     """
     train_texts, validation_texts = text_splits(source, data_dir=data_dir)
     if kind == "causal_lm":
+
         def make(texts, train, rows=batch_size, cache=True):
             return tfmoe_data.causal_lm_dataset(
-                texts, tokenizer, sequence_length=sequence_length, batch_size=rows, cache=cache,
-                shuffle_buffer_size=1_000 if train else 0, seed=seed, repeat=train)
+                texts,
+                tokenizer,
+                sequence_length=sequence_length,
+                batch_size=rows,
+                cache=cache,
+                shuffle_buffer_size=1_000 if train else 0,
+                seed=seed,
+                repeat=train,
+            )
     else:
+
         def make(texts, train, rows=batch_size, cache=True):
             return tfmoe_data.span_corruption_dataset(
-                texts, tokenizer, batch_size=rows, encoder_sequence_length=sequence_length, cache=cache,
-                shuffle_buffer_size=1_000 if train else 0, seed=seed, repeat=train)
+                texts,
+                tokenizer,
+                batch_size=rows,
+                encoder_sequence_length=sequence_length,
+                cache=cache,
+                shuffle_buffer_size=1_000 if train else 0,
+                seed=seed,
+                repeat=train,
+            )
+
     # Checked on the unshuffled documents, read only up to the first batch (no cache: a
     # partly read one is discarded with a warning). The training stream repeats its
     # sequences, so one sequence is enough to fill every batch.
     if not _holds_an_element(make(train_texts, False, rows=1, cache=False)):
-        raise ValueError(f"the train split of --dataset={source} holds no batch: less than one "
-                         f"sequence of {sequence_length} tokens")
+        raise ValueError(
+            f"the train split of --dataset={source} holds no batch: less than one "
+            f"sequence of {sequence_length} tokens"
+        )
     if not _holds_an_element(make(validation_texts, False, cache=False)):
-        raise ValueError(f"the validation split of --dataset={source} holds less than one batch of "
-                         f"{batch_size}x{sequence_length} tokens")
+        raise ValueError(
+            f"the validation split of --dataset={source} holds less than one batch of "
+            f"{batch_size}x{sequence_length} tokens"
+        )
     train_texts = train_texts.shuffle(DOCUMENT_SHUFFLE_BUFFER, seed=seed)
-    validation_texts = validation_texts.shuffle(DOCUMENT_SHUFFLE_BUFFER, seed=seed,
-                                                reshuffle_each_iteration=False)
+    validation_texts = validation_texts.shuffle(
+        DOCUMENT_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False
+    )
     return make(train_texts, True), make(validation_texts, False)
 
 

@@ -40,7 +40,9 @@ def loss_curves_png(
     title: str = "",
 ) -> str:
     """Writes line plots of `curves` (`{label: (xs, ys)}`) to `path`; returns `path`."""
-    curves = {k: (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in curves.items() if len(x)}
+    curves = {
+        k: (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in curves.items() if len(x)
+    }
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for label, (xs, ys) in curves.items():
@@ -48,7 +50,9 @@ def loss_curves_png(
     return _save_labelled(plt, fig, ax, path, xlabel=xlabel, ylabel=ylabel, title=title)
 
 
-def expert_load_heatmap_png(path: str, layer_names: Sequence[str], fractions: np.ndarray, *, title: str = "") -> str:
+def expert_load_heatmap_png(
+    path: str, layer_names: Sequence[str], fractions: np.ndarray, *, title: str = ""
+) -> str:
     """Writes a heatmap of `fractions` `[layers, experts]` (token share per expert) to `path`."""
     fractions = np.asarray(fractions, float)
     plt = _pyplot()
@@ -70,8 +74,18 @@ def expert_load_heatmap_png(path: str, layer_names: Sequence[str], fractions: np
     return path
 
 
-_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown",
-            "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+_COLOURS = (
+    "tab:blue",
+    "tab:red",
+    "tab:green",
+    "tab:orange",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:gray",
+    "tab:olive",
+    "tab:cyan",
+)
 _LINE_STYLES = ("-", "--", ":", "-.")
 
 
@@ -91,8 +105,12 @@ def grouped_curves_png(
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for colour, (model, runs) in zip(_COLOURS * 10, series.items()):
         for style, (label, xs, ys) in zip(_LINE_STYLES * 10, runs):
-            ax.plot(xs, ys, color=colour, linestyle=style, linewidth=1.2, label=f"{model} ({label})")
-    return _save_labelled(plt, fig, ax, path, xlabel=xlabel, ylabel=ylabel, title=title, legend_size=7)
+            ax.plot(
+                xs, ys, color=colour, linestyle=style, linewidth=1.2, label=f"{model} ({label})"
+            )
+    return _save_labelled(
+        plt, fig, ax, path, xlabel=xlabel, ylabel=ylabel, title=title, legend_size=7
+    )
 
 
 def experts_scaling_png(
@@ -114,15 +132,30 @@ def experts_scaling_png(
     for colour, (label, points) in zip(_COLOURS[1:] * 10, series.items()):
         experts = sorted(points.values(), key=lambda p: p[0])
         means = [float(np.mean(losses)) for _, losses in experts]
-        ax.plot([e for e, _ in experts], means, color=colour, marker="o",
-                label=f"sparse, {label} (mean over seeds)")
+        ax.plot(
+            [e for e, _ in experts],
+            means,
+            color=colour,
+            marker="o",
+            label=f"sparse, {label} (mean over seeds)",
+        )
         for e, losses in experts:
             ax.scatter([e] * len(losses), losses, color=colour, alpha=0.4, s=12)
             ticks.add(e)
     name, losses = baseline
-    ax.axhline(float(np.mean(losses)), color="tab:blue", linestyle="--", label=f"{name} (dense twin)")
+    ax.axhline(
+        float(np.mean(losses)), color="tab:blue", linestyle="--", label=f"{name} (dense twin)"
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(ticks))
     ax.set_xticklabels([str(e) for e in sorted(ticks)])
-    return _save_labelled(plt, fig, ax, path, xlabel="experts per sparse layer",
-                          ylabel="final validation cross-entropy (nats)", title=title, legend_size=8)
+    return _save_labelled(
+        plt,
+        fig,
+        ax,
+        path,
+        xlabel="experts per sparse layer",
+        ylabel="final validation cross-entropy (nats)",
+        title=title,
+        legend_size=8,
+    )

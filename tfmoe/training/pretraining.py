@@ -36,10 +36,10 @@ import time
 import keras
 import numpy as np
 
+from tfmoe.distribute.cluster import worker_output_dir
 from tfmoe.training import backup
 from tfmoe.training import callbacks as cb
 from tfmoe.training import data as training_data
-from tfmoe.distribute.cluster import worker_output_dir
 
 
 @dataclasses.dataclass
@@ -134,7 +134,10 @@ def build_model(preset, tokenizer, **overrides):
     from tfmoe.models import get_preset
 
     kind = get_preset(preset)["kind"]
-    special = {"vocabulary_size": tokenizer.vocabulary_size(), "pad_token_id": tokenizer.pad_token_id or 0}
+    special = {
+        "vocabulary_size": tokenizer.vocabulary_size(),
+        "pad_token_id": tokenizer.pad_token_id or 0,
+    }
     if tokenizer.sep_token_id is not None:
         special["eos_token_id"] = tokenizer.sep_token_id
     if kind == "seq2seq":
@@ -145,8 +148,12 @@ def build_model(preset, tokenizer, **overrides):
 def make_optimizer(learning_rate, steps, warmup_steps, weight_decay):
     warmup = min(warmup_steps, max(steps // 10, 1))
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=learning_rate * 0.01, decay_steps=max(steps - warmup, 1),
-        warmup_target=learning_rate, warmup_steps=warmup, alpha=0.1)
+        initial_learning_rate=learning_rate * 0.01,
+        decay_steps=max(steps - warmup, 1),
+        warmup_target=learning_rate,
+        warmup_steps=warmup,
+        alpha=0.1,
+    )
     return keras.optimizers.AdamW(schedule, weight_decay=weight_decay, clipnorm=1.0)
 
 
@@ -156,8 +163,11 @@ def compile_lm(model, optimizer, pad_token_id, jit_compile="auto", steps_per_exe
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=pad_token_id,
-                                                       name="perplexity")],
+        weighted_metrics=[
+            keras_hub.metrics.Perplexity(
+                from_logits=True, mask_token_id=pad_token_id, name="perplexity"
+            )
+        ],
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
@@ -185,8 +195,13 @@ def run_pretraining(config: PretrainConfig) -> dict:
 
 # Keys of model_config.json that may change between a run and its resume.
 # (The model's and its backbone's names are Keras' per-process automatic names.)
-RESUMABLE_CHANGES = ("pretrain_config.verbose", "pretrain_config.output_dir", "pretrain_config.jit_compile",
-                     "config.name", "config.backbone.config.name")
+RESUMABLE_CHANGES = (
+    "pretrain_config.verbose",
+    "pretrain_config.output_dir",
+    "pretrain_config.jit_compile",
+    "config.name",
+    "config.backbone.config.name",
+)
 
 
 def _train_in(out, run):
@@ -200,9 +215,13 @@ def _train_in(out, run):
         optimizer = run.optimizer()
         compile_lm(model, optimizer, tokenizer.pad_token_id or 0, **run.compile_options(model))
     run_config = {
-        "preset": config.model, "kind": run.kind, "overrides": config.model_overrides,
-        "vocabulary_size": tokenizer.vocabulary_size(), "config": model.get_config(),
-        "pretrain_config": dataclasses.asdict(config)}
+        "preset": config.model,
+        "kind": run.kind,
+        "overrides": config.model_overrides,
+        "vocabulary_size": tokenizer.vocabulary_size(),
+        "config": model.get_config(),
+        "pretrain_config": dataclasses.asdict(config),
+    }
     config_path = os.path.join(out, "model_config.json")
     backup.check_resume_config(config_path, run_config, ignore=RESUMABLE_CHANGES)
     backup.write_json_atomic(config_path, run_config)
@@ -215,11 +234,18 @@ def _train_in(out, run):
         cb.NonFiniteGuard(),  # first: raises before anything saves a broken state
         monitor,  # before the backup: a kill in between re-runs (and re-records) the epoch
         backup.EpochBackup(backup_dir),
-        keras.callbacks.ModelCheckpoint(os.path.join(out, "checkpoints", "best.weights.h5"),
-                                        monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(out, "checkpoints", "best.weights.h5"),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
     ]
-    callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch",
-                                                 write_graph=False))
+    callbacks.append(
+        keras.callbacks.TensorBoard(
+            os.path.join(out, "logs"), update_freq="epoch", write_graph=False
+        )
+    )
     os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
     start = time.time()
     run.fit(model, callbacks, resumed_from=resumed_from)
@@ -244,8 +270,11 @@ def _train_in(out, run):
         "run_wall_s": time.time() - start,
         "num_replicas": strategy.num_replicas_in_sync,
         "expert_load": last.get("expert_load", {}),
-        "dropped_fraction": {k.rsplit("/", 1)[0]: v for k, v in last.items() if k.endswith("/dropped_fraction")
-                             and not k.startswith("val_")},
+        "dropped_fraction": {
+            k.rsplit("/", 1)[0]: v
+            for k, v in last.items()
+            if k.endswith("/dropped_fraction") and not k.startswith("val_")
+        },
         "mixed_precision": setup.mixed_precision,
         "distribution": setup.describe(),
     }
@@ -264,14 +293,22 @@ def skip_consumed(train, resumed_from_epoch, steps_per_epoch):
 
 def format_summary(summary) -> str:
     """Human-readable lines: perplexity, routing (expert load, dropped tokens)."""
-    lines = [f"steps: {summary['step']}   validation loss: {summary['val_loss']:.4f}   "
-             f"validation perplexity: {summary['val_perplexity']:.2f}"
-             if summary.get("val_loss") is not None else f"steps: {summary['step']}"]
+    lines = [
+        f"steps: {summary['step']}   validation loss: {summary['val_loss']:.4f}   "
+        f"validation perplexity: {summary['val_perplexity']:.2f}"
+        if summary.get("val_loss") is not None
+        else f"steps: {summary['step']}"
+    ]
     for name, load in (summary.get("expert_load") or {}).items():
         load = np.asarray(load)
         dropped = summary.get("dropped_fraction", {}).get(name)
         lines.append(
             f"{name}: expert load (token share x experts) "
             + " ".join(f"{x * len(load):.2f}" for x in load)
-            + (f"   dropped {dropped:.3%}" if dropped is not None and math.isfinite(dropped) else ""))
+            + (
+                f"   dropped {dropped:.3%}"
+                if dropped is not None and math.isfinite(dropped)
+                else ""
+            )
+        )
     return "\n".join(lines)

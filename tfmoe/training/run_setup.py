@@ -23,8 +23,13 @@ import tensorflow as tf
 from tfmoe.distribute.runtime import DistributionSetup, configure
 from tfmoe.distribute.strategy import check_batch_size, resolve_strategy
 from tfmoe.training import data as training_data
-from tfmoe.training.pretraining import (PretrainConfig, count_batches, make_optimizer,
-                                        make_tokenizer, skip_consumed)
+from tfmoe.training.pretraining import (
+    PretrainConfig,
+    count_batches,
+    make_optimizer,
+    make_tokenizer,
+    skip_consumed,
+)
 
 
 @dataclasses.dataclass
@@ -56,14 +61,17 @@ class RunSetup:
     def optimizer(self, steps: int | None = None) -> keras.optimizers.Optimizer:
         """AdamW, the config's warm-up then cosine decay over `steps` (default `config.steps`)."""
         config = self.config
-        return make_optimizer(config.learning_rate, steps or config.steps, config.warmup_steps,
-                              config.weight_decay)
+        return make_optimizer(
+            config.learning_rate, steps or config.steps, config.warmup_steps, config.weight_decay
+        )
 
     def compile_options(self, model) -> dict:
         """`jit_compile` and `steps_per_execution` for `model.compile`."""
         jit = self.config.jit_compile
-        return {"jit_compile": self.distribution.jit_compile_for(model) if jit == "auto" else jit,
-                "steps_per_execution": self.distribution.steps_per_execution}
+        return {
+            "jit_compile": self.distribution.jit_compile_for(model) if jit == "auto" else jit,
+            "steps_per_execution": self.distribution.steps_per_execution,
+        }
 
     def fit(self, model, callbacks, *, resumed_from: int = 0, steps: int | None = None):
         """`model.fit` for `steps` (default `config.steps`), from epoch `resumed_from`.
@@ -74,11 +82,16 @@ class RunSetup:
         """
         config = self.config
         spe = config.steps_per_epoch
-        return model.fit(skip_consumed(self.train, resumed_from, spe),
-                         epochs=(steps or config.steps) // spe, initial_epoch=resumed_from,
-                         steps_per_epoch=spe, validation_data=self.validation,
-                         validation_steps=self.validation_steps, callbacks=callbacks,
-                         verbose=config.verbose)
+        return model.fit(
+            skip_consumed(self.train, resumed_from, spe),
+            epochs=(steps or config.steps) // spe,
+            initial_epoch=resumed_from,
+            steps_per_epoch=spe,
+            validation_data=self.validation,
+            validation_steps=self.validation_steps,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
 
 
 def prepare_run(config: PretrainConfig, tokenizer=None) -> RunSetup:
@@ -101,20 +114,31 @@ def prepare_run(config: PretrainConfig, tokenizer=None) -> RunSetup:
     strategy = resolve_strategy(config.strategy)
     check_batch_size(config.batch_size, strategy)
     # Precision ("auto": bfloat16 on TPUs and recent GPUs), steps per execution, XLA.
-    distribution = configure(strategy, global_batch_size=config.batch_size,
-                             mixed_precision="mixed_bfloat16" if config.mixed_precision else "auto")
+    distribution = configure(
+        strategy,
+        global_batch_size=config.batch_size,
+        mixed_precision="mixed_bfloat16" if config.mixed_precision else "auto",
+    )
     keras.utils.set_random_seed(config.seed)
     kind = get_preset(config.model)["kind"]
     if tokenizer is None:
         tokenizer = make_tokenizer(config.vocabulary)
     train, validation = training_data.pretraining_datasets(
-        kind, tokenizer, config.dataset, sequence_length=config.sequence_length,
-        batch_size=config.batch_size, seed=config.seed, data_dir=config.data_dir)
+        kind,
+        tokenizer,
+        config.dataset,
+        sequence_length=config.sequence_length,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        data_dir=config.data_dir,
+    )
     validation_steps = config.validation_steps or count_batches(validation)
     if validation_steps == 0:
         raise ValueError(
             f"the validation split of --dataset={config.dataset} holds less than one batch of "
-            f"{config.batch_size}x{config.sequence_length} tokens")
+            f"{config.batch_size}x{config.sequence_length} tokens"
+        )
     validation = validation.take(validation_steps).cache()
-    return RunSetup(config, strategy, distribution, kind, tokenizer, train, validation,
-                    validation_steps)
+    return RunSetup(
+        config, strategy, distribution, kind, tokenizer, train, validation, validation_steps
+    )

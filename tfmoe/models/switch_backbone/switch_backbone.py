@@ -14,8 +14,10 @@ ENCODER_ONLY = "encoder_only"
 LAYOUTS = (DECODER_ONLY, ENCODER_DECODER, ENCODER_ONLY)
 
 # Layout of the backbone built from a registry preset of each kind.
-_PRESET_LAYOUTS = {preset_registry.CAUSAL_LM: DECODER_ONLY,
-                   preset_registry.SEQ2SEQ: ENCODER_DECODER}
+_PRESET_LAYOUTS = {
+    preset_registry.CAUSAL_LM: DECODER_ONLY,
+    preset_registry.SEQ2SEQ: ENCODER_DECODER,
+}
 # Arguments that only an encoder-decoder backbone takes.
 _DECODER_ARGUMENTS = ("num_decoder_layers", "decoder_sparse_step", "decoder_start_token_id")
 
@@ -77,85 +79,138 @@ class SwitchBackbone(keras_hub.models.Backbone):
     `encoder` and/or `decoder` (`TransformerStack`).
     """
 
-    def __init__(self, vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers, *,
-                 layout=DECODER_ONLY, num_decoder_layers=None, decoder_sparse_step=None,
-                 decoder_start_token_id=None, separate_input_embeddings=False, dtype=None,
-                 **kwargs):
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        num_heads,
+        intermediate_dim,
+        num_layers,
+        *,
+        layout=DECODER_ONLY,
+        num_decoder_layers=None,
+        decoder_sparse_step=None,
+        decoder_start_token_id=None,
+        separate_input_embeddings=False,
+        dtype=None,
+        **kwargs,
+    ):
         architecture_kwargs, kwargs = SwitchArchitecture.split_arguments(kwargs)
         architecture = SwitchArchitecture(
-            vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers,
-            **architecture_kwargs)
+            vocabulary_size,
+            hidden_dim,
+            num_heads,
+            intermediate_dim,
+            num_layers,
+            **architecture_kwargs,
+        )
         if layout not in LAYOUTS:
             raise ValueError(f"`layout` must be one of {LAYOUTS}, got {layout!r}.")
         encoder_decoder = layout == ENCODER_DECODER
         if not encoder_decoder:
-            given = [name for name, value in zip(
-                _DECODER_ARGUMENTS,
-                (num_decoder_layers, decoder_sparse_step, decoder_start_token_id))
-                if value is not None]
+            given = [
+                name
+                for name, value in zip(
+                    _DECODER_ARGUMENTS,
+                    (num_decoder_layers, decoder_sparse_step, decoder_start_token_id),
+                )
+                if value is not None
+            ]
             if separate_input_embeddings:
                 given.append("separate_input_embeddings")
             if given:
-                raise ValueError(f"{given} only apply to `layout='{ENCODER_DECODER}'`, "
-                                 f"got `layout={layout!r}`.")
+                raise ValueError(
+                    f"{given} only apply to `layout='{ENCODER_DECODER}'`, got `layout={layout!r}`."
+                )
         else:
-            num_decoder_layers = int(architecture.num_layers if num_decoder_layers is None
-                                     else num_decoder_layers)
-            decoder_sparse_step = int(architecture.sparse_step if decoder_sparse_step is None
-                                      else decoder_sparse_step)
-            decoder_start_token_id = int(0 if decoder_start_token_id is None
-                                         else decoder_start_token_id)
+            num_decoder_layers = int(
+                architecture.num_layers if num_decoder_layers is None else num_decoder_layers
+            )
+            decoder_sparse_step = int(
+                architecture.sparse_step if decoder_sparse_step is None else decoder_sparse_step
+            )
+            decoder_start_token_id = int(
+                0 if decoder_start_token_id is None else decoder_start_token_id
+            )
             if num_decoder_layers < 1:
                 raise ValueError(f"`num_decoder_layers` must be >= 1, got {num_decoder_layers}.")
             if decoder_sparse_step < 0:
-                raise ValueError(
-                    f"`decoder_sparse_step` must be >= 0, got {decoder_sparse_step}.")
+                raise ValueError(f"`decoder_sparse_step` must be >= 0, got {decoder_sparse_step}.")
 
         # === Layers ===
         self.token_embedding = architecture.make_token_embedding(
-            tie_weights=architecture.tie_embeddings or layout == ENCODER_ONLY, dtype=dtype)
+            tie_weights=architecture.tie_embeddings or layout == ENCODER_ONLY, dtype=dtype
+        )
         # The encoder's own input embedding: an embedding only (no output matrix).
         self._encoder_token_embedding = None
         if separate_input_embeddings:
             self._encoder_token_embedding = architecture.make_token_embedding(
-                tie_weights=True, dtype=dtype, name="encoder_token_embedding")
+                tie_weights=True, dtype=dtype, name="encoder_token_embedding"
+            )
         self.encoder = None
         self.decoder = None
         if layout in (ENCODER_DECODER, ENCODER_ONLY):
             self.encoder = architecture.make_stack(
-                "encoder", architecture.num_layers, architecture.sparse_step, causal=False,
-                use_cross_attention=False, dtype=dtype)
+                "encoder",
+                architecture.num_layers,
+                architecture.sparse_step,
+                causal=False,
+                use_cross_attention=False,
+                dtype=dtype,
+            )
         if layout == ENCODER_DECODER:
             self.decoder = architecture.make_stack(
-                "decoder", num_decoder_layers, decoder_sparse_step, causal=True,
-                use_cross_attention=True, dtype=dtype)
+                "decoder",
+                num_decoder_layers,
+                decoder_sparse_step,
+                causal=True,
+                use_cross_attention=True,
+                dtype=dtype,
+            )
         elif layout == DECODER_ONLY:
             self.decoder = architecture.make_stack(
-                "decoder", architecture.num_layers, architecture.sparse_step, causal=True,
-                use_cross_attention=False, dtype=dtype)
+                "decoder",
+                architecture.num_layers,
+                architecture.sparse_step,
+                causal=True,
+                use_cross_attention=False,
+                dtype=dtype,
+            )
 
         # === Functional model ===
         def ids_input(name):
             return keras.Input(shape=(None,), dtype="int32", name=name)
 
         if encoder_decoder:
-            inputs = {name: ids_input(name) for name in (
-                "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
-                "decoder_padding_mask")}
+            inputs = {
+                name: ids_input(name)
+                for name in (
+                    "encoder_token_ids",
+                    "encoder_padding_mask",
+                    "decoder_token_ids",
+                    "decoder_padding_mask",
+                )
+            }
             encoder_output = self.encoder(
                 self.encoder_token_embedding(inputs["encoder_token_ids"]),
-                padding_mask=inputs["encoder_padding_mask"])
+                padding_mask=inputs["encoder_padding_mask"],
+            )
             decoder_output = self.decoder(
                 self.token_embedding(inputs["decoder_token_ids"]),
-                padding_mask=inputs["decoder_padding_mask"], encoder_output=encoder_output,
-                encoder_padding_mask=inputs["encoder_padding_mask"])
-            outputs = {"encoder_sequence_output": encoder_output,
-                       "decoder_sequence_output": decoder_output}
+                padding_mask=inputs["decoder_padding_mask"],
+                encoder_output=encoder_output,
+                encoder_padding_mask=inputs["encoder_padding_mask"],
+            )
+            outputs = {
+                "encoder_sequence_output": encoder_output,
+                "decoder_sequence_output": decoder_output,
+            }
         else:
             inputs = {name: ids_input(name) for name in ("token_ids", "padding_mask")}
             stack = self.decoder if layout == DECODER_ONLY else self.encoder
-            outputs = stack(self.token_embedding(inputs["token_ids"]),
-                            padding_mask=inputs["padding_mask"])
+            outputs = stack(
+                self.token_embedding(inputs["token_ids"]), padding_mask=inputs["padding_mask"]
+            )
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
@@ -184,10 +239,13 @@ class SwitchBackbone(keras_hub.models.Backbone):
     def get_config(self):
         config = super().get_config()
         config.update(self.architecture.get_config())
-        config.update(layout=self.layout, num_decoder_layers=self.num_decoder_layers,
-                      decoder_sparse_step=self.decoder_sparse_step,
-                      decoder_start_token_id=self.decoder_start_token_id,
-                      separate_input_embeddings=self.separate_input_embeddings)
+        config.update(
+            layout=self.layout,
+            num_decoder_layers=self.num_decoder_layers,
+            decoder_sparse_step=self.decoder_sparse_step,
+            decoder_start_token_id=self.decoder_start_token_id,
+            separate_input_embeddings=self.separate_input_embeddings,
+        )
         return config
 
     # Presets ---------------------------------------------------------------------------
@@ -196,8 +254,13 @@ class SwitchBackbone(keras_hub.models.Backbone):
     def accepted_arguments(cls):
         """Names of the constructor arguments (architecture, layout and Keras ones)."""
         return set(SwitchArchitecture.argument_names()) | {
-            "layout", *_DECODER_ARGUMENTS, "separate_input_embeddings", "dtype", "name",
-            "trainable"}
+            "layout",
+            *_DECODER_ARGUMENTS,
+            "separate_input_embeddings",
+            "dtype",
+            "name",
+            "trainable",
+        }
 
     @classmethod
     def builtin_preset_config(cls, name, **overrides):
@@ -214,8 +277,10 @@ class SwitchBackbone(keras_hub.models.Backbone):
         accepted = cls.accepted_arguments()
         unknown = sorted(set(overrides) - accepted)
         if unknown:
-            raise ValueError(f"Unknown override(s) {unknown} for {cls.__name__}; valid "
-                             f"arguments: {sorted(accepted)}.")
+            raise ValueError(
+                f"Unknown override(s) {unknown} for {cls.__name__}; valid "
+                f"arguments: {sorted(accepted)}."
+            )
         config = {"layout": _PRESET_LAYOUTS[entry["kind"]], **entry["config"]}
         config.update(overrides)
         if config["layout"] != ENCODER_DECODER:
@@ -256,10 +321,27 @@ class SwitchSeq2SeqBackbone(SwitchBackbone):
     inputs and outputs as `SwitchBackbone(layout="encoder_decoder")`.
     """
 
-    def __init__(self, vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers, *,
-                 layout=ENCODER_DECODER, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        num_heads,
+        intermediate_dim,
+        num_layers,
+        *,
+        layout=ENCODER_DECODER,
+        **kwargs,
+    ):
         if layout != ENCODER_DECODER:
-            raise ValueError(f"`layout` of a {type(self).__name__} must be "
-                             f"'{ENCODER_DECODER}', got {layout!r}.")
-        super().__init__(vocabulary_size, hidden_dim, num_heads, intermediate_dim, num_layers,
-                         layout=layout, **kwargs)
+            raise ValueError(
+                f"`layout` of a {type(self).__name__} must be '{ENCODER_DECODER}', got {layout!r}."
+            )
+        super().__init__(
+            vocabulary_size,
+            hidden_dim,
+            num_heads,
+            intermediate_dim,
+            num_layers,
+            layout=layout,
+            **kwargs,
+        )

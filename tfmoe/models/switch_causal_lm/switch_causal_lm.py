@@ -5,14 +5,12 @@ import keras_hub
 from keras import ops
 
 from tfmoe.distribute.keras_fixes import DistributedBuildMixin
-
 from tfmoe.models import generation
 from tfmoe.models import presets as preset_registry
 from tfmoe.models.builtin_task_options import pop_options, pop_preprocessor
 from tfmoe.models.switch_backbone import SwitchBackbone
 from tfmoe.models.switch_backbone.switch_backbone import DECODER_ONLY, is_builtin_preset
-from tfmoe.models.switch_causal_lm.switch_causal_lm_preprocessor import (
-    SwitchCausalLMPreprocessor)
+from tfmoe.models.switch_causal_lm.switch_causal_lm_preprocessor import SwitchCausalLMPreprocessor
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -49,7 +47,8 @@ class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
         if getattr(backbone, "layout", None) != DECODER_ONLY:
             raise ValueError(
                 f"`backbone` must be a SwitchBackbone with layout='{DECODER_ONLY}', got "
-                f"{type(backbone).__name__} with layout={getattr(backbone, 'layout', None)!r}.")
+                f"{type(backbone).__name__} with layout={getattr(backbone, 'layout', None)!r}."
+            )
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -74,8 +73,12 @@ class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
         """
         backbone = self.backbone
         hidden_states, cache = backbone.decoder(
-            backbone.token_embedding(token_ids), padding_mask=padding_mask, cache=cache,
-            cache_update_index=cache_update_index, training=False)
+            backbone.token_embedding(token_ids),
+            padding_mask=padding_mask,
+            cache=cache,
+            cache_update_index=cache_update_index,
+            training=False,
+        )
         logits = backbone.architecture.logits(backbone.token_embedding, hidden_states)
         return logits, hidden_states, cache
 
@@ -86,8 +89,17 @@ class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
         """
         backbone = self.backbone
         shape = ops.shape(token_ids)
-        cache = ops.zeros((shape[0], backbone.num_layers, 2, shape[1], backbone.num_heads,
-                           backbone.key_value_dim), dtype=self.compute_dtype)
+        cache = ops.zeros(
+            (
+                shape[0],
+                backbone.num_layers,
+                2,
+                shape[1],
+                backbone.num_heads,
+                backbone.key_value_dim,
+            ),
+            dtype=self.compute_dtype,
+        )
         _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0, padding_mask)
         return hidden_states, cache
 
@@ -109,8 +121,15 @@ class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
         padding_mask = ops.cast(inputs["padding_mask"], "bool")
         hidden_states, cache = self._build_cache(token_ids, padding_mask)
         token_ids, padding_mask = generation.sample(
-            self, self.call_with_cache, token_ids, padding_mask, cache, hidden_states,
-            stop_token_ids, sampler)
+            self,
+            self.call_with_cache,
+            token_ids,
+            padding_mask,
+            cache,
+            hidden_states,
+            stop_token_ids,
+            sampler,
+        )
         return {"token_ids": token_ids, "padding_mask": padding_mask}
 
     # Presets ---------------------------------------------------------------------------

@@ -46,7 +46,8 @@ class SwitchCausalLMPreprocessor(keras_hub.models.CausalLMPreprocessor):
 
     def call(self, x, y=None, sample_weight=None, sequence_length=None):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
-            super().call(x, y, sample_weight, sequence_length=sequence_length))
+            super().call(x, y, sample_weight, sequence_length=sequence_length)
+        )
         # Inputs are real where their label is, as in `tfmoe.data.causal_lm_dataset`:
         # the input position holding the end token (label: padding) is padding, so it
         # takes no expert capacity and adds nothing to the MoE losses.
@@ -72,12 +73,16 @@ class SwitchCausalLMPreprocessor(keras_hub.models.CausalLMPreprocessor):
         if token_ids.shape.rank != 2:
             raise ValueError(f"`token_ids` must be [batch, seq], got shape {token_ids.shape}.")
         padding_mask = x.get("padding_mask")
-        padding_mask = (tf.ones_like(token_ids, tf.bool) if padding_mask is None
-                        else tf.cast(tf.convert_to_tensor(padding_mask), tf.bool))
+        padding_mask = (
+            tf.ones_like(token_ids, tf.bool)
+            if padding_mask is None
+            else tf.cast(tf.convert_to_tensor(padding_mask), tf.bool)
+        )
         length = token_ids.shape[1]
         if length is not None and length > sequence_length:
-            raise ValueError(f"`sequence_length` ({sequence_length}) is shorter than the "
-                             f"prompt ids ({length}).")
+            raise ValueError(
+                f"`sequence_length` ({sequence_length}) is shorter than the prompt ids ({length})."
+            )
         pad = sequence_length - tf.shape(token_ids)[1]
         padding_mask = tf.pad(padding_mask, [[0, 0], [0, pad]], constant_values=False)
         token_ids = tf.pad(token_ids, [[0, 0], [0, pad]])

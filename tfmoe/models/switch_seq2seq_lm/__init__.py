@@ -2,6 +2,7 @@
 
 from tfmoe.models.switch_seq2seq_lm.switch_seq2seq_lm import SwitchSeq2SeqLM
 from tfmoe.models.switch_seq2seq_lm.switch_seq2seq_lm_preprocessor import (
-    SwitchSeq2SeqLMPreprocessor)
+    SwitchSeq2SeqLMPreprocessor,
+)
 
 __all__ = ["SwitchSeq2SeqLM", "SwitchSeq2SeqLMPreprocessor"]

@@ -5,14 +5,14 @@ import keras_hub
 from keras import ops
 
 from tfmoe.distribute.keras_fixes import DistributedBuildMixin
-
 from tfmoe.models import generation
 from tfmoe.models import presets as preset_registry
 from tfmoe.models.builtin_task_options import pop_options, pop_preprocessor
 from tfmoe.models.switch_backbone import SwitchBackbone, SwitchSeq2SeqBackbone
 from tfmoe.models.switch_backbone.switch_backbone import is_builtin_preset
 from tfmoe.models.switch_seq2seq_lm.switch_seq2seq_lm_preprocessor import (
-    SwitchSeq2SeqLMPreprocessor)
+    SwitchSeq2SeqLMPreprocessor,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfmoe")
@@ -43,15 +43,17 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
         if not isinstance(backbone, SwitchSeq2SeqBackbone):
-            raise ValueError(f"`backbone` must be a SwitchSeq2SeqBackbone, got "
-                             f"{type(backbone).__name__}.")
+            raise ValueError(
+                f"`backbone` must be a SwitchSeq2SeqBackbone, got {type(backbone).__name__}."
+            )
         pad_token_id = None if preprocessor is None else preprocessor.tokenizer.pad_token_id
         # (None: a tokenizer whose vocabulary a preset loads after this constructor.)
         if pad_token_id is not None and pad_token_id != backbone.decoder_start_token_id:
             raise ValueError(
                 f"The preprocessor starts decoder inputs with the pad id "
                 f"({pad_token_id}), but the backbone's "
-                f"`decoder_start_token_id` is {backbone.decoder_start_token_id}.")
+                f"`decoder_start_token_id` is {backbone.decoder_start_token_id}."
+            )
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -66,12 +68,19 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
     def call_encoder(self, token_ids, padding_mask):
         """Encoder output `[batch, source_seq, hidden]` (inference mode)."""
         backbone = self.backbone
-        return backbone.encoder(backbone.encoder_token_embedding(token_ids),
-                                padding_mask=padding_mask,
-                                training=False)
+        return backbone.encoder(
+            backbone.encoder_token_embedding(token_ids), padding_mask=padding_mask, training=False
+        )
 
-    def call_decoder_with_cache(self, token_ids, cache, cache_update_index, cross_cache,
-                                encoder_padding_mask, padding_mask=None):
+    def call_decoder_with_cache(
+        self,
+        token_ids,
+        cache,
+        cache_update_index,
+        cross_cache,
+        encoder_padding_mask,
+        padding_mask=None,
+    ):
         """Decoder logits of `token_ids` `[batch, n]` at `cache_update_index + arange(n)`.
 
         `cache`: self-attention keys/values `[batch, layers, 2, max_length, heads,
@@ -83,9 +92,14 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
         """
         backbone = self.backbone
         hidden_states, cache = backbone.decoder(
-            backbone.token_embedding(token_ids), padding_mask=padding_mask, cache=cache,
-            cache_update_index=cache_update_index, cross_cache=cross_cache,
-            encoder_padding_mask=encoder_padding_mask, training=False)
+            backbone.token_embedding(token_ids),
+            padding_mask=padding_mask,
+            cache=cache,
+            cache_update_index=cache_update_index,
+            cross_cache=cross_cache,
+            encoder_padding_mask=encoder_padding_mask,
+            training=False,
+        )
         logits = backbone.architecture.logits(backbone.token_embedding, hidden_states)
         return logits, hidden_states, cache
 
@@ -110,17 +124,27 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
         encoder_output = self.call_encoder(inputs["encoder_token_ids"], encoder_mask)
         cross_cache = backbone.decoder.compute_cross_cache(encoder_output)
         shape = ops.shape(token_ids)
-        cache = ops.zeros((shape[0], backbone.num_decoder_layers, 2, shape[1],
-                           backbone.num_heads, backbone.key_value_dim),
-                          dtype=self.compute_dtype)
+        cache = ops.zeros(
+            (
+                shape[0],
+                backbone.num_decoder_layers,
+                2,
+                shape[1],
+                backbone.num_heads,
+                backbone.key_value_dim,
+            ),
+            dtype=self.compute_dtype,
+        )
         _, hidden_states, cache = self.call_decoder_with_cache(
-            token_ids, cache, 0, cross_cache, encoder_mask, padding_mask)
+            token_ids, cache, 0, cross_cache, encoder_mask, padding_mask
+        )
 
         def step(token, cache, index):
             return self.call_decoder_with_cache(token, cache, index, cross_cache, encoder_mask)
 
         token_ids, padding_mask = generation.sample(
-            self, step, token_ids, padding_mask, cache, hidden_states, stop_token_ids, sampler)
+            self, step, token_ids, padding_mask, cache, hidden_states, stop_token_ids, sampler
+        )
         return {"decoder_token_ids": token_ids, "decoder_padding_mask": padding_mask}
 
     # Presets ---------------------------------------------------------------------------
@@ -143,7 +167,10 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         preset_registry.get_preset(preset, preset_registry.SEQ2SEQ)  # kind check
         task_kwargs = pop_options(kwargs, ("compile",))
-        preprocessor = pop_preprocessor(kwargs, SwitchSeq2SeqLMPreprocessor, (
-            "encoder_sequence_length", "decoder_sequence_length"))
+        preprocessor = pop_preprocessor(
+            kwargs,
+            SwitchSeq2SeqLMPreprocessor,
+            ("encoder_sequence_length", "decoder_sequence_length"),
+        )
         config = SwitchBackbone.builtin_preset_config(preset, **kwargs)
         return cls(SwitchSeq2SeqBackbone(**config), preprocessor=preprocessor, **task_kwargs)

@@ -59,6 +59,8 @@ class SwitchSeq2SeqLMPreprocessor(keras_hub.models.Seq2SeqLMPreprocessor):
         # keras-hub's `Seq2SeqLMPreprocessor` does not save its lengths: a preset would
         # come back with its 1024-token defaults.
         config = super().get_config()
-        config.update(encoder_sequence_length=self.encoder_sequence_length,
-                      decoder_sequence_length=self.decoder_sequence_length)
+        config.update(
+            encoder_sequence_length=self.encoder_sequence_length,
+            decoder_sequence_length=self.decoder_sequence_length,
+        )
         return config

@@ -2,6 +2,7 @@
 
 from tfmoe.models.switch_text_classifier.switch_text_classifier import SwitchTextClassifier
 from tfmoe.models.switch_text_classifier.switch_text_classifier_preprocessor import (
-    SwitchTextClassifierPreprocessor)
+    SwitchTextClassifierPreprocessor,
+)
 
 __all__ = ["SwitchTextClassifier", "SwitchTextClassifierPreprocessor"]

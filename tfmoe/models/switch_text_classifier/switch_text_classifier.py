@@ -5,13 +5,13 @@ import keras_hub
 from keras import ops
 
 from tfmoe.distribute.keras_fixes import DistributedBuildMixin
-
 from tfmoe.models import presets as preset_registry
 from tfmoe.models.builtin_task_options import pop_options, pop_preprocessor
 from tfmoe.models.switch_backbone import SwitchBackbone
 from tfmoe.models.switch_backbone.switch_backbone import ENCODER_ONLY, is_builtin_preset
 from tfmoe.models.switch_text_classifier.switch_text_classifier_preprocessor import (
-    SwitchTextClassifierPreprocessor)
+    SwitchTextClassifierPreprocessor,
+)
 
 POOLINGS = ("mean", "first")
 
@@ -42,33 +42,49 @@ class SwitchTextClassifier(DistributedBuildMixin, keras_hub.models.TextClassifie
     backbone_cls = SwitchBackbone
     preprocessor_cls = SwitchTextClassifierPreprocessor
 
-    def __init__(self, backbone, num_classes=None, preprocessor=None, label_names=None,
-                 pooling="mean", dropout=None, activation=None, **kwargs):
+    def __init__(
+        self,
+        backbone,
+        num_classes=None,
+        preprocessor=None,
+        label_names=None,
+        pooling="mean",
+        dropout=None,
+        activation=None,
+        **kwargs,
+    ):
         if getattr(backbone, "layout", None) != ENCODER_ONLY:
             raise ValueError(
                 f"`backbone` must be a SwitchBackbone with layout='{ENCODER_ONLY}', got "
-                f"{type(backbone).__name__} with layout={getattr(backbone, 'layout', None)!r}.")
+                f"{type(backbone).__name__} with layout={getattr(backbone, 'layout', None)!r}."
+            )
         if label_names is not None:
             label_names = [str(name) for name in label_names]
             if num_classes is None:
                 num_classes = len(label_names)
             if len(label_names) != num_classes:
-                raise ValueError(f"`label_names` has {len(label_names)} names for "
-                                 f"`num_classes={num_classes}`.")
+                raise ValueError(
+                    f"`label_names` has {len(label_names)} names for `num_classes={num_classes}`."
+                )
         if num_classes is None or int(num_classes) < 1:
-            raise ValueError(f"`num_classes` must be >= 1 (or give `label_names`), got "
-                             f"{num_classes}.")
+            raise ValueError(
+                f"`num_classes` must be >= 1 (or give `label_names`), got {num_classes}."
+            )
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
         dropout = backbone.dropout if dropout is None else float(dropout)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
-        self.pooled_dropout = keras.layers.Dropout(dropout, dtype=backbone.dtype_policy,
-                                                   name="pooled_dropout")
+        self.pooled_dropout = keras.layers.Dropout(
+            dropout, dtype=backbone.dtype_policy, name="pooled_dropout"
+        )
         self.classifier_head = keras.layers.Dense(
-            int(num_classes), activation=activation, dtype=backbone.dtype_policy,
-            name="classifier_head")
+            int(num_classes),
+            activation=activation,
+            dtype=backbone.dtype_policy,
+            name="classifier_head",
+        )
         # === Functional model ===
         inputs = backbone.input
         hidden = backbone(inputs)
@@ -76,8 +92,7 @@ class SwitchTextClassifier(DistributedBuildMixin, keras_hub.models.TextClassifie
             pooled = hidden[:, 0]
         else:
             weights = ops.cast(inputs["padding_mask"], hidden.dtype)[:, :, None]
-            pooled = ops.sum(hidden * weights, axis=1) / ops.maximum(
-                ops.sum(weights, axis=1), 1.0)
+            pooled = ops.sum(hidden * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
         outputs = ops.cast(self.classifier_head(self.pooled_dropout(pooled)), "float32")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         # === Config ===
@@ -89,9 +104,13 @@ class SwitchTextClassifier(DistributedBuildMixin, keras_hub.models.TextClassifie
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, label_names=self.label_names,
-                      pooling=self.pooling, dropout=self.dropout,
-                      activation=keras.activations.serialize(self.activation))
+        config.update(
+            num_classes=self.num_classes,
+            label_names=self.label_names,
+            pooling=self.pooling,
+            dropout=self.dropout,
+            activation=keras.activations.serialize(self.activation),
+        )
         return config
 
     @classmethod
@@ -116,9 +135,11 @@ class SwitchTextClassifier(DistributedBuildMixin, keras_hub.models.TextClassifie
                 kwargs.setdefault("label_names", None)
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         preset_registry.get_preset(preset, preset_registry.SEQ2SEQ)  # kind check
-        task_kwargs = pop_options(kwargs, (
-            "num_classes", "label_names", "pooling", "dropout", "activation", "compile"))
+        task_kwargs = pop_options(
+            kwargs, ("num_classes", "label_names", "pooling", "dropout", "activation", "compile")
+        )
         task_kwargs["preprocessor"] = pop_preprocessor(
-            kwargs, SwitchTextClassifierPreprocessor, ("sequence_length",))
+            kwargs, SwitchTextClassifierPreprocessor, ("sequence_length",)
+        )
         config = SwitchBackbone.builtin_preset_config(preset, layout=ENCODER_ONLY, **kwargs)
         return cls(SwitchBackbone(**config), **task_kwargs)

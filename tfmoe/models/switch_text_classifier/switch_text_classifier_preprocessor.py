@@ -46,8 +46,8 @@ class SwitchTextClassifierPreprocessor(keras_hub.models.TextClassifierPreprocess
         if isinstance(x, tuple):
             if len(x) != 1:
                 raise ValueError(
-                    f"{type(self).__name__} takes one text segment per example, got "
-                    f"{len(x)}.")
+                    f"{type(self).__name__} takes one text segment per example, got {len(x)}."
+                )
             (x,) = x
         if not self.built:
             self.build(None)
