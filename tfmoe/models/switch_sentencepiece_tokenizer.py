@@ -9,11 +9,9 @@ import os
 
 import keras
 import keras_hub
-import tensorflow as tf
 
-from tfmoe.models.preprocessing_outputs import eager_outputs
+from tfmoe.models.preprocessing_outputs import eager_outputs, eager_text, id_tensor
 from tfmoe.models.switch_backbone import SwitchSeq2SeqBackbone
-from tfmoe.models.switch_tokenizer import _as_id_tensor
 from tfmoe.tokenize.sentencepiece_tokenizer import SentencePieceTokenizer
 
 # File name of the SentencePiece model: a Hugging Face T5 checkpoint's, and the asset's.
@@ -139,13 +137,7 @@ class SwitchSentencePieceTokenizer(keras_hub.tokenizers.Tokenizer):
 
     def detokenize(self, inputs):
         self._check_model()
-        text = self.sentencepiece.detokenize(_as_id_tensor(inputs))
-        if not tf.executing_eagerly():
-            return text
-        text = text.numpy()
-        if isinstance(text, bytes):
-            return text.decode("utf-8")
-        return [t.decode("utf-8") for t in text.tolist()]
+        return eager_text(self.sentencepiece.detokenize(id_tensor(inputs)))
 
     def call(self, inputs, *args, training=None, **kwargs):
         return self.tokenize(inputs, *args, **kwargs)

@@ -4,10 +4,8 @@ import os
 
 import keras
 import keras_hub
-import numpy as np
-import tensorflow as tf
 
-from tfmoe.models.preprocessing_outputs import eager_outputs
+from tfmoe.models.preprocessing_outputs import eager_outputs, eager_text, id_tensor
 from tfmoe.models.switch_backbone import SwitchBackbone, SwitchSeq2SeqBackbone
 from tfmoe.tokenize import vocabulary as vocab_lib
 from tfmoe.tokenize.wordpiece_tokenizer import WordpieceTokenizer
@@ -205,13 +203,7 @@ class SwitchTokenizer(keras_hub.tokenizers.Tokenizer):
 
     def detokenize(self, inputs):
         self._check_vocabulary()
-        text = self._wordpiece.detokenize(_as_id_tensor(inputs))
-        if not tf.executing_eagerly():
-            return text
-        text = text.numpy()
-        if isinstance(text, bytes):
-            return text.decode("utf-8")
-        return [t.decode("utf-8") for t in text.tolist()]
+        return eager_text(self._wordpiece.detokenize(id_tensor(inputs)))
 
     def call(self, inputs, *args, training=None, **kwargs):
         return self.tokenize(inputs, *args, **kwargs)
@@ -257,16 +249,3 @@ class _WordpieceState:
 
     def __init__(self, wordpiece):
         self.wordpiece = wordpiece
-
-
-def _as_id_tensor(ids):
-    """Python lists / numpy / tensors of ids -> int32 tf tensor or RaggedTensor."""
-    if isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
-        return ids
-    if isinstance(ids, np.ndarray):
-        return tf.convert_to_tensor(ids.astype("int32"))
-    if isinstance(ids, (list, tuple)):
-        if ids and isinstance(ids[0], (list, tuple, np.ndarray)):
-            return tf.ragged.constant([list(row) for row in ids], dtype=tf.int32, ragged_rank=1)
-        return tf.constant(list(ids), dtype=tf.int32, shape=[len(ids)])
-    return tf.convert_to_tensor(keras.ops.convert_to_numpy(ids).astype("int32"))
