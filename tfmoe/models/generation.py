@@ -8,6 +8,17 @@ logits through a `next(prompt, cache, index)` callback over a key/value cache.
 from keras import ops
 
 
+def empty_cache(backbone, num_layers, token_ids, dtype):
+    """Zero self-attention keys/values for a decoder of `num_layers` over `token_ids`.
+
+    Returns `[batch, num_layers, 2, max_length, heads, head_dim]` for `token_ids`
+    `[batch, max_length]` (keras-hub's cache layout).
+    """
+    batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+    shape = (batch_size, num_layers, 2, max_length, backbone.num_heads, backbone.key_value_dim)
+    return ops.zeros(shape, dtype=dtype)
+
+
 def first_generated_index(padding_mask):
     """The sampler's start index: the shortest prompt length (at least 1)."""
     lengths = ops.sum(ops.cast(padding_mask, "int32"), axis=-1)

@@ -88,18 +88,7 @@ class SwitchCausalLM(DistributedBuildMixin, keras_hub.models.CausalLM):
         Returns `(hidden_states [batch, max_length, hidden], cache)`.
         """
         backbone = self.backbone
-        shape = ops.shape(token_ids)
-        cache = ops.zeros(
-            (
-                shape[0],
-                backbone.num_layers,
-                2,
-                shape[1],
-                backbone.num_heads,
-                backbone.key_value_dim,
-            ),
-            dtype=self.compute_dtype,
-        )
+        cache = generation.empty_cache(backbone, backbone.num_layers, token_ids, self.compute_dtype)
         _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0, padding_mask)
         return hidden_states, cache
 

@@ -123,17 +123,8 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
         padding_mask = ops.cast(inputs["decoder_padding_mask"], "bool")
         encoder_output = self.call_encoder(inputs["encoder_token_ids"], encoder_mask)
         cross_cache = backbone.decoder.compute_cross_cache(encoder_output)
-        shape = ops.shape(token_ids)
-        cache = ops.zeros(
-            (
-                shape[0],
-                backbone.num_decoder_layers,
-                2,
-                shape[1],
-                backbone.num_heads,
-                backbone.key_value_dim,
-            ),
-            dtype=self.compute_dtype,
+        cache = generation.empty_cache(
+            backbone, backbone.num_decoder_layers, token_ids, self.compute_dtype
         )
         _, hidden_states, cache = self.call_decoder_with_cache(
             token_ids, cache, 0, cross_cache, encoder_mask, padding_mask
