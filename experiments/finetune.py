@@ -67,7 +67,8 @@ flags.DEFINE_bool("freeze_router", False, "keep the MoE routers fixed (ST-MoE fi
 flags.DEFINE_float(
     "capacity_factor",
     None,
-    "training capacity factor (default: the preset's; ST-MoE: 1.25)",
+    "training capacity factor (default: the preset's; ST-MoE: 1.25); replaces a converted "
+    "checkpoint's per-sequence expert_capacity",
     lower_bound=0.0,
 )
 flags.DEFINE_float(
@@ -301,9 +302,11 @@ def train_and_evaluate(
         options.update(
             vocabulary_size=tokenizer.vocabulary_size(), pad_token_id=tokenizer.pad_token_id or 0
         )
-    for name in ("capacity_factor", "z_loss_weight"):
-        if getattr(FLAGS, name) is not None:
-            options[name] = getattr(FLAGS, name)
+    if FLAGS.capacity_factor is not None:
+        # Capacity factors apply only without a (converted) per-sequence expert_capacity.
+        options.update(capacity_factor=FLAGS.capacity_factor, expert_capacity=None)
+    if FLAGS.z_loss_weight is not None:
+        options["z_loss_weight"] = FLAGS.z_loss_weight
     with strategy.scope():
         if preset_tokenizer is None:
             model = SwitchClassifier.from_preset(

@@ -56,7 +56,8 @@ def test_switch_base_8_matches_the_preset_architecture():
     ):
         assert args[key] == preset.get(key, args[key]), key
     assert args["decoder_sparse_step"] == 2
-    assert args["eval_capacity_factor"] == 8.0  # no token is ever dropped at inference
+    assert args["expert_capacity"] == 64  # HF default: slots per expert and sequence
+    assert "eval_capacity_factor" not in args
     assert args["router_ignore_padding_tokens"] is False
 
 
@@ -101,6 +102,9 @@ def test_special_ids_and_training_options():
         ("model_type", "t5"),
         ("is_encoder_decoder", False),
         ("eos_token_id", [1, 2]),
+        ("expert_capacity", 0),
+        ("expert_capacity", None),
+        ("expert_capacity", 2.5),
     ],
 )
 def test_unsupported_fields_are_named(field, value):

@@ -1,8 +1,8 @@
 """`tfmoe.convert.from_hf_switch` against PyTorch `SwitchTransformersForConditionalGeneration`.
 
 Small random Hugging Face models are saved with `save_pretrained`, converted, and their
-logits compared in float32 on inputs where neither side drops a token (Hugging Face
-`expert_capacity` and the converted `eval_capacity_factor` are large enough).
+logits compared in float32. Most configs have an `expert_capacity` no sequence reaches;
+those in `DROPS` drop tokens, which the converted model must drop too.
 """
 
 import json
@@ -72,8 +72,10 @@ CONFIGS = {
         layer_norm_epsilon=1e-5,
     ),
     # Padding kept out of the routers (transformers does not read the option: logits
-    # match at real tokens), silu, 4 heads.
+    # match at real tokens, right padding claiming slots only after them), with drops;
+    # silu, 4 heads.
     "ignore_padding_silu": dict(
+        expert_capacity=7,
         num_experts=4,
         num_layers=2,
         num_decoder_layers=2,
@@ -98,9 +100,33 @@ CONFIGS = {
         router_z_loss_coef=0.01,
         router_aux_loss_coef=0.02,
     ),
+    # Expert capacity dropping tokens in both stacks (2 experts, 6 slots each per
+    # sequence); padding routed, taking slots, as by default. Equal stack depths, so that
+    # transformers' cached `generate` works; untied (its greedy outputs vary).
+    "capacity_drops_e2": dict(
+        num_experts=2,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_sparse_encoder_layers=2,
+        num_sparse_decoder_layers=2,
+        tie_word_embeddings=False,
+        expert_capacity=6,
+    ),
 }
 SHARDED = {"untied_e8_every_layer_sharded"}
-GENERATION_CONFIGS = ("tied_e4", "untied_e8_every_layer_sharded", "edge_sparse_steps_special_ids")
+# The stacks in which transformers drops real tokens of `make_inputs()`.
+DROPS = {"capacity_drops_e2": ("encoder", "decoder"), "ignore_padding_silu": ("encoder", "decoder")}
+GENERATION_CONFIGS = (
+    "tied_e4",
+    "untied_e8_every_layer_sharded",
+    "edge_sparse_steps_special_ids",
+    "capacity_drops_e2",
+)
+# Compared with transformers' cached `generate` (its default), which routes one new
+# token per step as tfmoe's cached generation does, so no decoder token is dropped (with
+# `use_cache=False` transformers reruns the whole decoder, drops, and generates other
+# ids here); the others use `use_cache=False`.
+CACHED_GENERATION = {"capacity_drops_e2"}
 
 
 def save_hf_model(directory, seed=0, max_shard_size=None, **config):
@@ -157,6 +183,35 @@ def hf_logits(model, inputs):
     return out.logits.numpy()
 
 
+def hf_dropped_tokens(model, inputs):
+    """`{"encoder": n, "decoder": n}`: real tokens of `inputs` that transformers' routers
+    route to no expert (over capacity), summed over each stack's sparse layers."""
+    router_class = transformers.models.switch_transformers.modeling_switch_transformers
+    router_class = router_class.SwitchTransformersTop1Router
+    counts = {"encoder": 0, "decoder": 0}
+
+    def count(stack):
+        real = np.asarray(inputs[f"{stack}_padding_mask"], bool)
+
+        def hook(module, args, output):
+            routed = output[0].sum(-1).numpy() > 0  # the capacity-masked one-hot choice
+            counts[stack] += int((real & ~routed).sum())
+
+        return hook
+
+    handles = [
+        module.register_forward_hook(count(name.split(".")[0]))
+        for name, module in model.named_modules()
+        if isinstance(module, router_class)
+    ]
+    try:
+        hf_logits(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts
+
+
 def _max_abs_diff(tf_model, hf_model, inputs, real_tokens_only=False):
     """Largest logit difference; over the real (unpadded) decoder positions only when
     `real_tokens_only`."""
@@ -206,10 +261,12 @@ def test_converted_logits_match_hugging_face(converted, name):
     # transformers 5 gives untied models one input embedding per stack.
     assert backbone.separate_input_embeddings == (not hf.tie_word_embeddings)
     assert backbone.router_ignore_padding_tokens == hf.router_ignore_padding_tokens
-    diff = _max_abs_diff(
-        model, hf_model, make_inputs(), real_tokens_only=hf.router_ignore_padding_tokens
-    )
-    print(f"{name}: max abs logit difference {diff:.2e}")
+    assert backbone.expert_capacity == hf.expert_capacity
+    inputs = make_inputs()
+    dropped = hf_dropped_tokens(hf_model, inputs)
+    assert [stack for stack, n in dropped.items() if n > 0] == list(DROPS.get(name, ()))
+    diff = _max_abs_diff(model, hf_model, inputs, real_tokens_only=hf.router_ignore_padding_tokens)
+    print(f"{name}: max abs logit difference {diff:.2e}, dropped {dropped}")
     assert diff <= 1e-4
 
 
@@ -218,14 +275,14 @@ def test_greedy_generation_matches_hugging_face(converted, name):
     hf_model, model = converted(name)
     inputs = make_inputs()
     new_tokens = 10
-    # Both stop a row at its eos and pad it after. use_cache=False: transformers 5.23's
-    # Switch cache breaks with unequal stack depths.
+    # Both stop a row at its eos and pad it after. use_cache=False where the stacks'
+    # depths differ: transformers 5.23's Switch cache breaks with unequal depths.
     want = hf_model.generate(
         input_ids=torch.tensor(inputs["encoder_token_ids"]),
         attention_mask=torch.tensor(inputs["encoder_padding_mask"]).long(),
         do_sample=False,
         max_new_tokens=new_tokens,
-        use_cache=False,
+        use_cache=name in CACHED_GENERATION,
     ).numpy()
     assert want[0, 0] == model.backbone.decoder_start_token_id
     # Without a preprocessor `generate` takes the decoder prompt too: the start token,
@@ -437,6 +494,15 @@ def test_cli_error_exits_nonzero_with_only_the_error_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"python -m tfmoe.convert: error: No such directory: '{tmp_path / 'nowhere'}'."
     ]
+
+
+def test_cli_capacity_options_are_checked(hf_dir, tmp_path, capsys):
+    args = ["--hf_dir", str(hf_dir[0]), "--output", str(tmp_path / "preset")]
+    assert main(args + ["--expert_capacity=0"]) == 2
+    assert "`expert_capacity` must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: one capacity option or the other
+        main(args + ["--expert_capacity=3", "--eval_capacity_factor=2"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_separate_input_embeddings_is_a_serialized_backbone_option(converted):

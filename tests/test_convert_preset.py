@@ -197,6 +197,7 @@ def test_finetune_a_converted_preset_with_frozen_routers(
     backbone = classifier.backbone
     assert (backbone.hidden_dim, backbone.num_experts, backbone.tie_embeddings) == (16, 2, False)
     assert (backbone.capacity_factor, backbone.z_loss_weight) == (1.25, 0.001)
+    assert backbone.expert_capacity is None  # --capacity_factor replaces the converted one
     # The router trained not at all: still transformers' weights.
     (router,) = [layer.router for layer in moe_layers(classifier)]
     want = hf_model.encoder.block[1].layer[1].mlp.router.classifier.weight.detach().numpy().T

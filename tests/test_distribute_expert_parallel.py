@@ -43,7 +43,12 @@ def mesh():
 
 @pytest.mark.parametrize(
     "cls,kwargs",
-    [(SwitchFeedForward, {}), (Top2FeedForward, {"gated": True, "activation": "gelu"})],
+    [
+        (SwitchFeedForward, {}),
+        (Top2FeedForward, {"gated": True, "activation": "gelu"}),
+        # One routing group per sequence (the layer's `group_shape`), 2 slots per expert.
+        (SwitchFeedForward, {"expert_capacity": 2}),
+    ],
 )
 @pytest.mark.parametrize("training", [False, True])
 def test_sharded_experts_match_the_single_device_layer(mesh, cls, kwargs, training):

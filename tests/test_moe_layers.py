@@ -597,3 +597,56 @@ def test_group_size_and_min_capacity_round_trip_and_are_checked():
     for name in ("group_size", "min_capacity"):
         with pytest.raises(ValueError, match=name):
             SwitchFeedForward(4, 8, **{name: 0})
+
+
+def _hugging_face_capacity_reference(layer, x, expert_capacity):
+    """Hugging Face Switch Transformers' sparse MLP in numpy: top-1 expert per token;
+    a row's tokens claim slots in position order (`cumsum` over the sequence); tokens
+    over `expert_capacity` output zero, the others `probability * expert(x)`."""
+    logits = np.asarray(x, np.float64) @ np.asarray(layer.router.kernel, np.float64)
+    one_hot = np.eye(layer.num_experts)[logits.argmax(-1)]  # [B, S, E]
+    kept = ((np.cumsum(one_hot, axis=1) <= expert_capacity) * one_hot).sum(-1) > 0  # [B, S]
+    return _reference(layer, x, 1) * kept[..., None], kept
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+@pytest.mark.parametrize("training", [False, True])
+def test_expert_capacity_drops_per_sequence_like_hugging_face(dispatch, training):
+    """4 rows (one routing group each, never pooled) of 24 tokens, 3 experts, 5 slots
+    each per row: the same tokens are kept as Hugging Face's router keeps, in training
+    and inference (no capacity factor involved)."""
+    x = _inputs(batch=4, seq=24, seed=7)
+    layer = SwitchFeedForward(3, 32, dispatch=dispatch, expert_capacity=5, init_scale=3.0)
+    layer.build(x.shape)
+    want, kept = _hugging_face_capacity_reference(layer, x, 5)
+    assert 0.2 < 1 - kept.mean() < 0.5  # capacity binds in every row
+    got = layer(x, training=training).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    dropped = float(layer.routing_stats["dropped_fraction"])
+    assert dropped == pytest.approx(1 - kept.mean())
+    # One token per row (a cached generation step) is never dropped.
+    layer(x[:, :1], training=training)
+    assert float(layer.routing_stats["dropped_fraction"]) == 0.0
+
+
+def test_expert_capacity_with_unknown_sequence_length():
+    x = _inputs(batch=2, seq=20, seed=8)
+    layer = SwitchFeedForward(4, 16, expert_capacity=3, init_scale=3.0)
+    layer.build(x.shape)
+    dynamic = tf.function(layer, input_signature=[tf.TensorSpec([None, None, 16])])
+    want, kept = _hugging_face_capacity_reference(layer, x, 3)
+    assert not kept.all()
+    np.testing.assert_allclose(dynamic(x).numpy(), want, atol=1e-5)
+    assert dynamic(tf.zeros([2, 0, 16])).shape == (2, 0, 16)
+
+
+def test_expert_capacity_round_trips_and_is_checked():
+    from tfmoe.models import SwitchArchitecture
+
+    layer = Top2FeedForward(4, 8, expert_capacity=6)
+    assert Top2FeedForward.from_config(layer.get_config()).expert_capacity == 6
+    assert SwitchFeedForward(4, 8).get_config()["expert_capacity"] is None
+    assert SwitchArchitecture(16, 8, 2, 8, 1, expert_capacity=6).moe_options["expert_capacity"] == 6
+    for value in (0, 2.5, True, "8", float("inf")):
+        with pytest.raises(ValueError, match="`expert_capacity` must be an integer >= 1"):
+            SwitchFeedForward(4, 8, expert_capacity=value)

@@ -30,11 +30,18 @@ def main(argv=None):
     parser.add_argument(
         "--output", required=True, help="preset directory to write (must not exist or be empty)"
     )
-    parser.add_argument(
+    capacity = parser.add_mutually_exclusive_group()
+    capacity.add_argument(
+        "--expert_capacity",
+        type=int,
+        default=None,
+        help="slots per expert in each sequence (default: the config's expert_capacity)",
+    )
+    capacity.add_argument(
         "--eval_capacity_factor",
         type=float,
         default=None,
-        help="inference capacity factor (default: num_experts, no drops)",
+        help="inference capacity factor, instead of a per-sequence expert_capacity",
     )
     parser.add_argument(
         "--encoder_sequence_length", type=int, default=512, help="preprocessor encoder length"
@@ -56,8 +63,10 @@ def main(argv=None):
 
     _log_to_stdout()
     overrides = {}
+    if args.expert_capacity is not None:
+        overrides["expert_capacity"] = args.expert_capacity
     if args.eval_capacity_factor is not None:
-        overrides["eval_capacity_factor"] = args.eval_capacity_factor
+        overrides.update(expert_capacity=None, eval_capacity_factor=args.eval_capacity_factor)
     try:
         model = hf_switch_to_preset(
             args.hf_dir,

@@ -6,14 +6,19 @@ torch) of a directory written by `save_pretrained` and returns a `SwitchTransfor
 documented on `hf_weight_plan`.
 
 Behaviour differences handled here:
-  - Capacity: Hugging Face's `expert_capacity` is an absolute number of tokens per
-    expert and sequence; tfmoe uses capacity factors. The converted model gets
-    `eval_capacity_factor = num_experts`, so inference never drops a token (it then
-    matches Hugging Face whenever Hugging Face drops none either); `capacity_factor`
-    (training) keeps the tfmoe default. Override either through `**overrides`.
+  - Capacity: Hugging Face's `expert_capacity` is a number of slots per expert in each
+    sequence, in training and inference; tokens claim them in position order and those
+    over it are dropped (their sparse MLP output is zero). The converted model gets the
+    same `expert_capacity` MoE option (one routing group per sequence), so it drops
+    the same tokens. transformers' cached `generate` routes one new token per step,
+    which no capacity drops: tfmoe's cached generation does the same. Override with
+    `expert_capacity=None` (and `eval_capacity_factor`) for capacity factors.
   - Padding: `router_ignore_padding_tokens` is taken from the config. transformers'
-    router does not read it (it routes padding tokens): with `true` the logits at real
-    tokens match and those at padded positions differ.
+    router does not read it: it routes padding tokens, which take capacity like real
+    tokens. With `false` (the default) tfmoe does the same and every position matches;
+    with `true` padding is kept out of tfmoe's routers: the logits at padded positions
+    differ, those at real tokens match for right-padded inputs (padding then claims
+    slots only after every real token of its sequence).
   - Input embeddings: transformers ties the stacks' input embeddings and the output
     matrix to `shared.weight` when `tie_word_embeddings` is true; when it is false
     (transformers 5) the encoder, the decoder and `lm_head` have weights of their own,
@@ -29,6 +34,7 @@ any other field raises a ValueError naming it, as it may change the computation.
 
 import json
 import logging
+import math
 import os
 import re
 
@@ -174,7 +180,7 @@ def from_hf_switch(path, progress=False, **overrides):
         `model-*.safetensors` with `model.safetensors.index.json`.
       progress: show a progress bar (`keras.utils.Progbar`) while the weights load.
       **overrides: `SwitchSeq2SeqBackbone` arguments replacing the converted ones
-        (e.g. `eval_capacity_factor`, `dropout`, `dtype`,
+        (e.g. `expert_capacity`, `dropout`, `dtype`,
         `router_ignore_padding_tokens=True`).
 
     Returns:
@@ -262,8 +268,9 @@ def switch_transformer_arguments(config):
       ValueError: naming the field, for configs tfmoe cannot reproduce (`router_bias`
         true, an activation other than relu / gelu / silu, gated experts, a non
         encoder-decoder or non `switch_transformers` model type, several eos ids,
-        routing other than transformers' top-1 token choice) and for fields neither
-        mapped nor known to have no effect.
+        routing other than transformers' top-1 token choice, an `expert_capacity` that
+        is not an integer >= 1) and for fields neither mapped nor known to have no
+        effect.
     """
     _check_fields(config)
     model_type = config.get("model_type", "switch_transformers")
@@ -314,7 +321,6 @@ def switch_transformer_arguments(config):
     num_decoder_layers = num_layers if num_decoder_layers is None else int(num_decoder_layers)
     pad = 0 if config["pad_token_id"] is None else int(config["pad_token_id"])
     start = config.get("decoder_start_token_id")
-    num_experts = int(config["num_experts"])
     return dict(
         vocabulary_size=int(config["vocab_size"]),
         hidden_dim=int(config["d_model"]),
@@ -323,7 +329,7 @@ def switch_transformer_arguments(config):
         intermediate_dim=int(config["d_ff"]),
         num_layers=num_layers,
         num_decoder_layers=num_decoder_layers,
-        num_experts=num_experts,
+        num_experts=int(config["num_experts"]),
         sparse_step=_sparse_step(config, "encoder", num_layers),
         decoder_sparse_step=_sparse_step(config, "decoder", num_decoder_layers),
         relative_attention_num_buckets=int(config["relative_attention_num_buckets"]),
@@ -337,7 +343,7 @@ def switch_transformer_arguments(config):
         load_balance_weight=float(config["router_aux_loss_coef"]),
         z_loss_weight=float(config["router_z_loss_coef"]),
         router_dtype=config["router_dtype"],
-        eval_capacity_factor=float(max(num_experts, 1)),
+        expert_capacity=_expert_capacity(config["expert_capacity"]),
         router_ignore_padding_tokens=bool(config["router_ignore_padding_tokens"]),
         pad_token_id=pad,
         eos_token_id=int(eos),
@@ -359,12 +365,23 @@ def _check_fields(config):
         logger.info(
             "Ignoring config.json fields that do not change inference: %s", ", ".join(ignored)
         )
-    if "expert_capacity" in config:
-        logger.info(
-            "config.json expert_capacity=%s (tokens per expert and sequence) is "
-            "replaced by eval_capacity_factor=num_experts: no token is dropped.",
-            config["expert_capacity"],
-        )
+
+
+def _expert_capacity(value):
+    """The config's `expert_capacity` (slots per expert and sequence) as an int >= 1.
+
+    `SwitchTransformersConfig` takes ints only; with 0 transformers drops every token.
+    """
+    is_count = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value == int(value)
+        and value >= 1
+    )
+    if not is_count:
+        raise ValueError(f"config field `expert_capacity`={value!r} must be an integer >= 1.")
+    return int(value)
 
 
 def _sparse_step(config, stack, num_layers):

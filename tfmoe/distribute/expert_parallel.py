@@ -6,8 +6,9 @@ TensorFlow's supported way to shard one variable across devices is DTensor
 computation on a 2-D mesh `("batch", "expert")`:
 
     tokens       [G, T, H]        layout (batch, -, -)      data parallel; routing groups
-                                                            of the layer's `group_size`,
-                                                            formed within each batch shard
+                                                            as the layer forms them
+                                                            (`group_shape`), within
+                                                            each batch shard
     router       [H, E]           replicated
     routing      RoutingInstructions, one-hot dispatch      per batch shard (einsum, static)
     dispatch     [E, G*C, H]      relayout -> (expert, -, -)   <- the all-to-all
@@ -47,7 +48,6 @@ from tensorflow.experimental import dtensor
 from tfmoe.layers.experts import expert_feed_forward
 from tfmoe.layers.moe_feed_forward import MoeFeedForward
 from tfmoe.layers.router import router_logits
-from tfmoe.layers.routing import routing_group_shape
 
 BATCH, EXPERT = "batch", "expert"
 _U = dtensor.UNSHARDED
@@ -235,9 +235,7 @@ class ExpertParallelMoe(tf.Module):
             padding_mask = _to_mesh(tf.cast(padding_mask, tf.bool), _layout(self.mesh, BATCH, _U))
         # Routing groups as the layer forms them, within each batch shard (a group never
         # spans devices, so routing needs no collective).
-        rows, positions = routing_group_shape(
-            batch // self.mesh.dim_size(BATCH), seq_len, layer.group_size
-        )
+        rows, positions = layer.group_shape(batch // self.mesh.dim_size(BATCH), seq_len)
         return inputs, padding_mask, (rows, rows * positions)
 
     def _forward(self, inputs, padding_mask, grouping, training):

@@ -15,12 +15,15 @@ layer's `call` and the expert-parallel path (`tfmoe.distribute.ExpertParallelMoe
 run. Tokens are routed in groups of up to `group_size` tokens (whole batch rows pooled
 together), so that capacity is shared by many tokens and few are dropped. Only
 `capacity_factor * tokens` slots are computed, whatever the number of experts: the
-cost stays flat as experts grow. See `tfmoe.layers.routing` for groups, capacity and
-priority, `tfmoe.layers.dispatch` for the gather / einsum implementations.
+cost stays flat as experts grow. With `expert_capacity` (Hugging Face Switch
+Transformers' routing) each sequence is a group and every expert has that many slots
+in it. See `tfmoe.layers.routing` for groups, capacity and priority,
+`tfmoe.layers.dispatch` for the gather / einsum implementations.
 """
 
 import inspect
 import math
+import numbers
 from typing import NamedTuple
 
 import keras
@@ -53,6 +56,7 @@ MOE_OPTIONS = (
     "eval_capacity_factor",
     "group_size",
     "min_capacity",
+    "expert_capacity",
     "jitter_noise",
     "load_balance_weight",
     "z_loss_weight",
@@ -87,6 +91,19 @@ class GroupedForward(NamedTuple):
     z_loss: tf.Tensor
 
 
+def _check_count(name, value):
+    """Raises ValueError unless `value` is an integer >= 1 (bools refused)."""
+    is_count = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and int(value) == value
+        and value >= 1
+    )
+    if not is_count:
+        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+
+
 def _check_rate(name, value):
     if not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
@@ -109,7 +126,8 @@ class MoeFeedForward(keras.layers.Layer):
     around the layer carries them), whatever the padding tokens hold; a non-finite real
     token makes only its own output non-finite. Tokens are routed in groups of up to `group_size`
     tokens: whole consecutive batch rows, or slices of one row when rows are longer
-    (`tfmoe.layers.routing.routing_group_shape`).
+    (`tfmoe.layers.routing.routing_group_shape`); with `expert_capacity`, one sequence
+    each (`group_shape`).
 
     Auxiliary losses (training only) go through `add_loss`: the load-balancing loss,
     divided by k so that a balanced router scores 1 for any k, times
@@ -128,6 +146,13 @@ class MoeFeedForward(keras.layers.Layer):
       group_size: most tokens per routing group (Mesh TensorFlow: 1024).
       min_capacity: least expert capacity per group (flaxformer / Mesh TensorFlow: 4);
         capacity never exceeds the group's token count.
+      expert_capacity: None (default: capacity from the capacity factors), or slots per
+        expert in each sequence (Hugging Face Switch Transformers' `expert_capacity`):
+        every sequence is one routing group (rows never pooled nor cut, `group_size`
+        unused) and each expert takes at most `min(expert_capacity, seq_len)` of its
+        assignments, in training and inference alike (the capacity factors and
+        `min_capacity` unused). Cached generation routes one token per row, which no
+        capacity >= 1 drops.
       activation: expert activation.
       gated: GEGLU/SwiGLU-style gated experts.
       dropout: dropout rate on the layer output.
@@ -162,6 +187,7 @@ class MoeFeedForward(keras.layers.Layer):
         eval_capacity_factor=2.0,
         group_size=DEFAULT_GROUP_SIZE,
         min_capacity=DEFAULT_MIN_CAPACITY,
+        expert_capacity=None,
         activation="relu",
         gated=False,
         dropout=0.0,
@@ -190,9 +216,10 @@ class MoeFeedForward(keras.layers.Layer):
             raise ValueError(f"`intermediate_dim` must be >= 1, got {intermediate_dim}.")
         _check_positive("capacity_factor", capacity_factor)
         _check_positive("eval_capacity_factor", eval_capacity_factor)
-        for name, value in (("group_size", group_size), ("min_capacity", min_capacity)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        _check_count("group_size", group_size)
+        _check_count("min_capacity", min_capacity)
+        if expert_capacity is not None:
+            _check_count("expert_capacity", expert_capacity)
         _check_rate("dropout", dropout)
         _check_rate("expert_dropout", expert_dropout)
         _check_rate("jitter_noise", jitter_noise)
@@ -215,6 +242,7 @@ class MoeFeedForward(keras.layers.Layer):
         self.eval_capacity_factor = float(eval_capacity_factor)
         self.group_size = int(group_size)
         self.min_capacity = int(min_capacity)
+        self.expert_capacity = None if expert_capacity is None else int(expert_capacity)
         self.activation = activation
         self.gated = bool(gated)
         self.dropout = float(dropout)
@@ -310,7 +338,7 @@ class MoeFeedForward(keras.layers.Layer):
         batch, seq_len = [
             dim if dim is not None else shape[axis] for axis, dim in enumerate(inputs.shape[:2])
         ]
-        rows, positions = routing_group_shape(batch, seq_len, self.group_size)
+        rows, positions = self.group_shape(batch, seq_len)
         tokens = rows * positions  # per group T
         groups = (batch // rows) * (seq_len // positions)  # G
         logits = tf.reshape(
@@ -337,12 +365,29 @@ class MoeFeedForward(keras.layers.Layer):
         )
         return outputs
 
+    def group_shape(self, batch, seq_len):
+        """`(rows, positions)`: the block of `[batch, seq_len]` tokens that forms a
+        routing group. One whole sequence `(1, seq_len)` with `expert_capacity`, else
+        `tfmoe.layers.routing.routing_group_shape` for `group_size`. Python ints for
+        static sizes, else int32 scalar tensors."""
+        if self.expert_capacity is None:
+            return routing_group_shape(batch, seq_len, self.group_size)
+        if isinstance(seq_len, int):
+            return 1, seq_len
+        return 1, tf.maximum(tf.cast(seq_len, tf.int32), 1)
+
     def capacity(self, tokens_per_group, training=None):
         """Expert capacity per routing group of `tokens_per_group` tokens.
 
-        Each token makes `top_k` assignments, so top-k capacity is k times switch
-        capacity (GShard: 2N/E for top-2); no expert can take more than every token.
+        With `expert_capacity`: `min(expert_capacity, tokens_per_group)`, in training and
+        inference. Otherwise from the capacity factor of the mode: each token makes
+        `top_k` assignments, so top-k capacity is k times switch capacity (GShard: 2N/E
+        for top-2); no expert can take more than every token.
         """
+        if self.expert_capacity is not None:
+            if isinstance(tokens_per_group, int):
+                return min(self.expert_capacity, tokens_per_group)
+            return tf.minimum(self.expert_capacity, tf.cast(tokens_per_group, tf.int32))
         factor = self.capacity_factor if training else self.eval_capacity_factor
         return expert_capacity(
             tokens_per_group * self.top_k,
@@ -374,7 +419,7 @@ class MoeFeedForward(keras.layers.Layer):
           padding_mask: bool `[groups, tokens]`, true for real tokens.
           router_logits: `[groups, tokens, num_experts]`.
           experts: callable `[E, groups * capacity, hidden]` -> same shape.
-          rows_per_group: batch rows in each group (`routing_group_shape`).
+          rows_per_group: batch rows in each group (`group_shape`).
           dispatch: a resolved dispatch mode, `"gather"` or `"einsum"`.
           training: capacity factor and auxiliary losses switch.
 
@@ -426,6 +471,7 @@ class MoeFeedForward(keras.layers.Layer):
             eval_capacity_factor=self.eval_capacity_factor,
             group_size=self.group_size,
             min_capacity=self.min_capacity,
+            expert_capacity=self.expert_capacity,
             activation=keras.activations.serialize(keras.activations.get(self.activation)),
             gated=self.gated,
             dropout=self.dropout,

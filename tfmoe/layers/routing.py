@@ -18,7 +18,9 @@ Each expert accepts at most `capacity = ceil(k * tokens_per_group * capacity_fac
 num_experts)` assignments per group (GShard's `2N/E` for top-2: a token counts once per
 expert it picks, so capacity factor 1.0 leaves room for every assignment of a perfectly
 balanced router), but at least `min_capacity` (flaxformer and Mesh TensorFlow: 4) and at
-most `tokens_per_group` (no expert can receive more). Assignments beyond capacity are
+most `tokens_per_group` (no expert can receive more). An absolute capacity per group
+(Hugging Face Switch Transformers' `expert_capacity`, with one group per sequence) is
+the layer's `expert_capacity` option instead. Assignments beyond capacity are
 dropped: the layer outputs zero for them, so the residual connection around the layer
 carries the token through unchanged.
 
