@@ -168,14 +168,14 @@ def main(argv):
 
 
 def run():
-    import keras
 
     from tfmoe import data as tfmoe_data
-    from tfmoe.distribute import configure, worker_output_dir
+    from tfmoe.distribute import worker_output_dir
     from tfmoe.models import get_preset
-    from tfmoe.training import backup, check_batch_size, resolve_strategy
+    from tfmoe.training import backup
     from tfmoe.training.data import DEFAULT_VOCABULARY
     from tfmoe.training.pretraining import check_output_dir, make_output_dir, make_tokenizer
+    from tfmoe.training.run_setup import prepare_distribution
 
     spe = FLAGS.steps_per_epoch or min(FLAGS.steps, 100)
     if FLAGS.steps % spe:
@@ -203,15 +203,12 @@ def run():
     if not converted and not os.path.isfile(vocabulary):
         raise FileNotFoundError(f"vocabulary file not found: {vocabulary}")
     check_output_dir(FLAGS.output_dir)
-    # The strategy first: MultiWorkerMirroredStrategy must exist before other TensorFlow calls.
-    strategy = resolve_strategy(FLAGS.strategy)
-    check_batch_size(FLAGS.batch_size, strategy)
-    setup = configure(
-        strategy,
-        global_batch_size=FLAGS.batch_size,
-        mixed_precision="mixed_bfloat16" if FLAGS.mixed_precision else "auto",
+    strategy, setup = prepare_distribution(
+        FLAGS.strategy,
+        batch_size=FLAGS.batch_size,
+        mixed_precision=FLAGS.mixed_precision,
+        seed=FLAGS.seed,
     )
-    keras.utils.set_random_seed(FLAGS.seed)
     preset_tokenizer = None
     if converted:
         import keras_hub

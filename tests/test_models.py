@@ -482,3 +482,34 @@ def test_count_params_matches_base_models(preset):
 def test_readme_preset_table_is_current():
     readme = (Path(models.__file__).parent / "README.md").read_text()
     assert models.preset_table() in readme
+
+
+@pytest.mark.parametrize("layout", ["encoder_only", "encoder_decoder"])
+def test_backbone_encode_is_the_encoder_output(layout):
+    from tfmoe.models import SwitchBackbone
+
+    separate = layout == "encoder_decoder"  # the encoder's own input embedding is used
+    backbone = SwitchBackbone(
+        VOCAB, 16, 2, 16, 2, num_experts=2, layout=layout, separate_input_embeddings=separate
+    )
+    ids = np.random.default_rng(0).integers(1, VOCAB, size=(2, 6)).astype("int32")
+    mask = np.array([[1] * 6, [1] * 4 + [0] * 2], "int32")
+    if layout == "encoder_only":
+        inputs = {"token_ids": ids, "padding_mask": mask}
+        expected = backbone(inputs)
+    else:
+        inputs = {
+            "encoder_token_ids": ids,
+            "encoder_padding_mask": mask,
+            "decoder_token_ids": ids,
+            "decoder_padding_mask": mask,
+        }
+        expected = backbone(inputs)["encoder_sequence_output"]
+    np.testing.assert_allclose(backbone.encode(ids, mask), expected, atol=1e-6)
+
+
+def test_backbone_encode_needs_an_encoder():
+    from tfmoe.models import SwitchBackbone
+
+    with pytest.raises(ValueError, match="decoder_only backbone has no encoder"):
+        SwitchBackbone(VOCAB, 16, 2, 16, 2, layout="decoder_only").encode([[1]], [[1]])

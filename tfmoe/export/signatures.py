@@ -93,11 +93,7 @@ def _encoder_embedding(model):
     """`(ids, mask) -> mean-pooled encoder states float32 [batch, hidden]`."""
 
     def embed(ids, mask):
-        backbone = model.backbone
-        hidden = backbone.encoder(
-            backbone.encoder_token_embedding(ids), padding_mask=mask, training=False
-        )
-        return scoring.masked_mean(hidden, mask)
+        return scoring.masked_mean(model.backbone.encode(ids, mask), mask)
 
     return embed
 

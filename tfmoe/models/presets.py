@@ -122,7 +122,9 @@ _TINY_LM = dict(
 
 
 # Capacity-limited CPU scale: a dense twin small enough that ~10M training tokens
-# (GCIDE) saturate it, and sparse variants with the same FLOPs per token.
+# (GCIDE) saturate it, and sparse variants with the same FLOPs per token. Routing groups of
+# 4,096 tokens (flaxformer's largest) keep 80 slots per expert at 64 experts and capacity
+# factor 1.25: with 1,024-token groups 64 experts drop 5-7% of assignments to the end.
 _SMALL_LM = dict(
     vocabulary_size=8192,
     hidden_dim=64,
@@ -136,6 +138,7 @@ _SMALL_LM = dict(
     tie_embeddings=True,
     num_experts=0,
     sparse_step=1,
+    group_size=4096,
 )
 
 

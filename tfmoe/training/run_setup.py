@@ -94,12 +94,43 @@ class RunSetup:
         )
 
 
+def prepare_distribution(
+    strategy_name: str, *, batch_size: int, mixed_precision: bool, seed: int
+) -> tuple[tf.distribute.Strategy, DistributionSetup]:
+    """The strategy, its distribution settings and the global seed, in that order.
+
+    The strategy comes first (`MultiWorkerMirroredStrategy` must exist before any other
+    TensorFlow call), then the seed, so that what is built next is the same in every run.
+
+    Args:
+      strategy_name: a name of `tfmoe.distribute.STRATEGIES` ("auto", "mirrored", ...).
+      batch_size: examples per step over all replicas.
+      mixed_precision: True for `mixed_bfloat16`; False lets "auto" pick (bfloat16 on TPUs
+        and recent GPUs, float32 elsewhere).
+      seed: the global seed (`keras.utils.set_random_seed`).
+
+    Returns:
+      `(strategy, distribution)`: precision, steps per execution and XLA settings.
+
+    Raises:
+      StrategyError, ValueError: no such strategy, or a batch size the replicas cannot split.
+    """
+    strategy = resolve_strategy(strategy_name)
+    check_batch_size(batch_size, strategy)
+    distribution = configure(
+        strategy,
+        global_batch_size=batch_size,
+        mixed_precision="mixed_bfloat16" if mixed_precision else "auto",
+    )
+    keras.utils.set_random_seed(seed)
+    return strategy, distribution
+
+
 def prepare_run(config: PretrainConfig, tokenizer=None) -> RunSetup:
     """Strategy, precision, seed, tokenizer and datasets of `config` (validated), in that order.
 
-    The strategy comes first (`MultiWorkerMirroredStrategy` must exist before any other
-    TensorFlow call), then the global seed, so that the data shuffles, and the model built
-    next, are the same in every run of the config.
+    See `prepare_distribution` for the order: the seed is set before the data shuffles and
+    the model built next, so they are the same in every run of the config.
 
     Args:
       config: a `PretrainConfig` passed through `pretraining.validate`.
@@ -111,15 +142,12 @@ def prepare_run(config: PretrainConfig, tokenizer=None) -> RunSetup:
     """
     from tfmoe.models import get_preset
 
-    strategy = resolve_strategy(config.strategy)
-    check_batch_size(config.batch_size, strategy)
-    # Precision ("auto": bfloat16 on TPUs and recent GPUs), steps per execution, XLA.
-    distribution = configure(
-        strategy,
-        global_batch_size=config.batch_size,
-        mixed_precision="mixed_bfloat16" if config.mixed_precision else "auto",
+    strategy, distribution = prepare_distribution(
+        config.strategy,
+        batch_size=config.batch_size,
+        mixed_precision=config.mixed_precision,
+        seed=config.seed,
     )
-    keras.utils.set_random_seed(config.seed)
     kind = get_preset(config.model)["kind"]
     if tokenizer is None:
         tokenizer = make_tokenizer(config.vocabulary)

@@ -231,6 +231,18 @@ class SwitchBackbone(keras_hub.models.Backbone):
             return self.token_embedding
         return self._encoder_token_embedding
 
+    def encode(self, token_ids, padding_mask, training=False):
+        """Encoder states `[batch, seq, hidden]` of `token_ids` / `padding_mask` `[batch, seq]`.
+
+        Raises:
+          ValueError: a decoder-only backbone (it has no encoder).
+        """
+        if self.encoder is None:
+            raise ValueError(f"a {self.layout} backbone has no encoder")
+        return self.encoder(
+            self.encoder_token_embedding(token_ids), padding_mask=padding_mask, training=training
+        )
+
     @property
     def moe_options(self):
         """The MoE layer options (`tfmoe.layers.MOE_OPTIONS`)."""

@@ -67,10 +67,7 @@ class SwitchSeq2SeqLM(DistributedBuildMixin, keras_hub.models.Seq2SeqLM):
 
     def call_encoder(self, token_ids, padding_mask):
         """Encoder output `[batch, source_seq, hidden]` (inference mode)."""
-        backbone = self.backbone
-        return backbone.encoder(
-            backbone.encoder_token_embedding(token_ids), padding_mask=padding_mask, training=False
-        )
+        return self.backbone.encode(token_ids, padding_mask)
 
     def call_decoder_with_cache(
         self,
