@@ -168,7 +168,6 @@ def main(argv):
 
 
 def run():
-
     from tfmoe import data as tfmoe_data
     from tfmoe.distribute import worker_output_dir
     from tfmoe.models import get_preset
