@@ -191,9 +191,9 @@ class SwitchBackbone(keras_hub.models.Backbone):
                     "decoder_padding_mask",
                 )
             }
-            encoder_output = self.encoder(
-                self.encoder_token_embedding(inputs["encoder_token_ids"]),
-                padding_mask=inputs["encoder_padding_mask"],
+            # `training=None`: the functional graph takes the mode of each later call.
+            encoder_output = self.encode(
+                inputs["encoder_token_ids"], inputs["encoder_padding_mask"], training=None
             )
             decoder_output = self.decoder(
                 self.token_embedding(inputs["decoder_token_ids"]),
