@@ -73,7 +73,7 @@ _SWITCH_C = dict(
 # batch overflows (glam_tiny_8: up to 7.7% of assignments dropped over steps 100-200; 0.1
 # keeps it under 3% at the same validation loss). The small ones spread 4,096 tokens over up
 # to 64 experts: at 0.01 the busiest of 32 / 64 experts still takes 1.2-1.5x its share after
-# 2,200 steps and the overflow costs loss; 0.1 brings it to 1.03-1.17x and lowers the
+# 2,200 steps and the overflow costs loss; 0.1 brings it to 1.04-1.17x and lowers the
 # validation loss of both (GCIDE, seed 0).
 _STRONG_BALANCE = dict(load_balance_weight=0.1)
 
